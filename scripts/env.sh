@@ -1,0 +1,8 @@
+# Source me: activates .venv and the colcon install (zs3_ros messages, node executable).
+_zs3_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(bash "$_zs3_root/scripts/venv_path.sh")/bin/activate"
+if [ -z "${ROS_DISTRO:-}" ] || [ -n "${ZS3_FORCE_ROS_WHEELS:-}" ]; then
+  export AMENT_PREFIX_PATH=$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}
+fi
+. "$_zs3_root/install/setup.bash"
+unset _zs3_root
