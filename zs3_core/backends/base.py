@@ -1,0 +1,21 @@
+"""The backend contract."""
+from __future__ import annotations
+
+import torch
+
+
+class BackendError(RuntimeError):
+    """A backend cannot run here (missing package, device or precision), with the reason."""
+
+
+class ImageBackend:
+    """Runs (1, 3, S, S) image + (C, D) class embeddings → (1, C, h, w) float32 probabilities."""
+
+    name: str = "?"
+
+    def __call__(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """Short label for logs and diagnostics, e.g. "torch/bf16/cpu"."""
+        return self.name

@@ -1,0 +1,193 @@
+"""The one inference API used by the node, the CLI, bag evaluation and training's demos.
+
+preprocess → backend (image path, class embeddings as input) → postprocess. Vocabularies
+are encoded into immutable snapshots: encoding never touches the snapshot in use, so a
+caller (the ROS node) can encode on one thread while frames are segmented on another and
+swap the reference between frames.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from zs3_core.backends import create_backend
+from zs3_core.config import ModelConfig, dataclass_to_dict, load_model_config
+from zs3_core.models import build_model
+from zs3_core.preprocess import to_model_input, upsample_probabilities
+from zs3_core.text_cache import TextEmbeddingCache
+from zs3_core.vocabulary import MAX_CLASSES, Vocabulary, VocabularyError
+
+log = logging.getLogger(__name__)
+
+UNLABELED_MONO8 = 255
+UNLABELED_MONO16 = 65535
+
+
+@dataclass(frozen=True)
+class EncodedVocabulary:
+    """A vocabulary with its (C, D) text embeddings; immutable, swapped as one reference."""
+    vocabulary: Vocabulary
+    embeddings: torch.Tensor
+    version: int
+    encode_ms: float = 0.0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.vocabulary.names
+
+    @property
+    def template(self) -> str:
+        return self.vocabulary.template
+
+    @property
+    def unlabeled_value(self) -> int:
+        return unlabeled_value_for(len(self.names))
+
+
+def unlabeled_value_for(num_classes: int) -> int:
+    """255 while the classes fit mono8 labels (ids 0..254), else 65535 for mono16."""
+    return UNLABELED_MONO8 if num_classes <= 255 else UNLABELED_MONO16
+
+
+@dataclass
+class SegmentationResult:
+    labels: np.ndarray            # (H, W) uint8 or uint16: class index, or unlabeled_value
+    confidence: np.ndarray        # (H, W) float32 in [0, 1]: probability of the chosen class
+    class_confidence: np.ndarray  # (C,) float32: mean confidence over the pixels of each class (0 if absent)
+    class_fraction: np.ndarray    # (C,) float32: share of the image labelled with each class
+    vocabulary_id: int
+    unlabeled_value: int
+    timings: dict = field(default_factory=dict)   # milliseconds: preprocess, model, postprocess, total
+
+
+def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float):
+    """(1, C, h, w) probabilities → labels, confidence and per-class summaries at H×W."""
+    num_classes = probs.shape[1]
+    full = upsample_probabilities(probs, height, width)              # (C, H, W)
+    confidence, labels = full.max(dim=0)
+    labels_np = labels.numpy()
+    confidence_np = confidence.clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)
+    unlabeled = unlabeled_value_for(num_classes)
+    counted = labels_np.ravel()
+    weights = confidence_np.ravel()
+    if threshold > 0:
+        keep = weights >= threshold
+        counted, weights = counted[keep], weights[keep]
+    counts = np.bincount(counted, minlength=num_classes).astype(np.float64)
+    sums = np.bincount(counted, weights=weights, minlength=num_classes)
+    class_confidence = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0).astype(np.float32)
+    class_fraction = (counts / labels_np.size).astype(np.float32)
+    out_labels = labels_np.astype(np.uint8 if unlabeled == UNLABELED_MONO8 else np.uint16)
+    if threshold > 0:
+        out_labels[confidence_np < threshold] = unlabeled
+    return out_labels, confidence_np, class_confidence, class_fraction, unlabeled
+
+
+class Segmenter:
+    """Zero-shot segmentation of RGB frames into the classes of the current vocabulary."""
+
+    def __init__(self, model, config: ModelConfig, backend: str = "auto", device: str = "cpu",
+                 precision: str = "fp32", model_id: Optional[str] = None,
+                 max_classes: int = MAX_CLASSES):
+        self.model = model.eval()
+        self.config = config
+        self.device = device
+        self.backend = create_backend(backend, self.model, device=device, precision=precision)
+        self.model_id = model_id or _describe_model(config, None)
+        self.max_classes = max_classes
+        self.unlabeled_threshold = config.unlabeled_threshold
+        self.text_cache = TextEmbeddingCache()
+        self._versions = itertools.count(1)
+        self._encode_lock = threading.Lock()
+        self._current: Optional[EncodedVocabulary] = None
+
+    @classmethod
+    def from_config(cls, config: Union[str, Path, dict, ModelConfig], checkpoint: Optional[str] = None,
+                    backend: str = "auto", device: str = "cpu", precision: str = "fp32") -> "Segmenter":
+        """Build the configured model, load a trained checkpoint if given, pick a backend."""
+        model_config = load_model_config(config)
+        model = build_model(model_config)
+        if checkpoint:
+            from zs3_core.model_checkpoint import load_model_checkpoint
+            load_model_checkpoint(checkpoint, model)
+        model.to(device)
+        return cls(model, model_config, backend=backend, device=device, precision=precision,
+                   model_id=_describe_model(model_config, checkpoint))
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.describe()
+
+    @property
+    def vocabulary(self) -> Optional[EncodedVocabulary]:
+        return self._current
+
+    def encode_vocabulary(self, names: Sequence[str], template: Optional[str] = None) -> EncodedVocabulary:
+        """Validate and encode `names`; the vocabulary in force is not touched.
+
+        Raises VocabularyError with the reason for any unusable list or template.
+        """
+        vocab = Vocabulary.create(names, template if template else self.config.prompt_template,
+                                  max_classes=self.max_classes)
+        start = time.perf_counter()
+        with self._encode_lock:      # one text-encoder run at a time; image path unaffected
+            embeddings = self.text_cache.get_or_encode(
+                self.model_id, vocab.template, list(vocab.names),
+                lambda missing: self._encode_text(missing, vocab.template))
+            version = next(self._versions)
+        return EncodedVocabulary(vocab, embeddings, version, (time.perf_counter() - start) * 1000)
+
+    def _encode_text(self, names: list[str], template: str) -> torch.Tensor:
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is not None and hasattr(tokenizer, "count_tokens"):
+            limit = tokenizer.context_length
+            for name in names:
+                n = tokenizer.count_tokens(template.format(name))
+                if n > limit:
+                    raise VocabularyError(f"class {name[:40]!r} is {n} tokens with its template; "
+                                          f"CLIP reads at most {limit}")
+        with torch.inference_mode():
+            return self.model.encode_classes(names, template).float().cpu()
+
+    def set_vocabulary(self, names: Sequence[str], template: Optional[str] = None) -> EncodedVocabulary:
+        """Encode `names` and make them the vocabulary `segment` uses by default."""
+        encoded = self.encode_vocabulary(names, template)
+        self._current = encoded
+        return encoded
+
+    def segment(self, rgb: np.ndarray, vocabulary: Optional[EncodedVocabulary] = None) -> SegmentationResult:
+        """Label every pixel of an (H, W, 3) uint8 RGB frame with a class of `vocabulary`."""
+        vocab = vocabulary or self._current
+        if vocab is None:
+            raise VocabularyError("no vocabulary set: call set_vocabulary([...]) first")
+        t0 = time.perf_counter()
+        x = to_model_input(rgb, self.config.input_size, self.config.pixel_mean, self.config.pixel_std)
+        t1 = time.perf_counter()
+        probs = self.backend(x, vocab.embeddings).cpu()
+        t2 = time.perf_counter()
+        labels, confidence, class_conf, class_frac, unlabeled = postprocess(
+            probs, rgb.shape[0], rgb.shape[1], self.unlabeled_threshold)
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
+                   "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        return SegmentationResult(labels, confidence, class_conf, class_frac, vocab.version,
+                                  unlabeled, timings)
+
+
+def _describe_model(config: ModelConfig, checkpoint: Optional[str]) -> str:
+    """Identity of the text side for the embedding cache: config + weight files (path, size, mtime)."""
+    parts = [repr(sorted(dataclass_to_dict(config).items(), key=lambda kv: kv[0]))]
+    for path in (config.clip_weights, checkpoint):
+        if path and Path(path).exists():
+            st = Path(path).stat()
+            parts.append(f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
