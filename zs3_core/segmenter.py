@@ -84,7 +84,7 @@ def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float):
         counted, weights = counted[keep], weights[keep]
     counts = np.bincount(counted, minlength=num_classes).astype(np.float64)
     sums = np.bincount(counted, weights=weights, minlength=num_classes)
-    class_confidence = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0).astype(np.float32)
+    class_confidence = np.divide(sums, counts, out=np.zeros(num_classes), where=counts > 0).astype(np.float32)
     class_fraction = (counts / labels_np.size).astype(np.float32)
     out_labels = labels_np.astype(np.uint8 if unlabeled == UNLABELED_MONO8 else np.uint16)
     if threshold > 0:
@@ -148,10 +148,10 @@ class Segmenter:
 
     def _encode_text(self, names: list[str], template: str) -> torch.Tensor:
         tokenizer = getattr(self.model, "tokenizer", None)
-        if tokenizer is not None and hasattr(tokenizer, "count_tokens"):
-            limit = tokenizer.context_length
+        if tokenizer is not None and hasattr(tokenizer, "encode"):
+            limit = getattr(tokenizer, "context_length", 77)
             for name in names:
-                n = tokenizer.count_tokens(template.format(name))
+                n = len(tokenizer.encode(template.format(name))) + 2     # + start and end tokens
                 if n > limit:
                     raise VocabularyError(f"class {name[:40]!r} is {n} tokens with its template; "
                                           f"CLIP reads at most {limit}")

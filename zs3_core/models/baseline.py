@@ -25,7 +25,7 @@ class TrainingFreeBaseline(ZeroShotSegmentationModel):
         self.config = config
         self.clip = clip
         self.clip.requires_grad_(False)
-        layers = clip.visual.config.layers if hasattr(clip.visual, "config") else len(clip.visual.transformer.resblocks)
+        layers = clip.config.vision.layers
         self.severance = tuple([0.0] * (layers - 1) + [1.0])
         self._tokenizer = None
 
@@ -33,7 +33,7 @@ class TrainingFreeBaseline(ZeroShotSegmentationModel):
     def tokenizer(self):
         if self._tokenizer is None:
             from zs3_core.clip import ClipTokenizer
-            self._tokenizer = ClipTokenizer(context_length=self.clip.context_length)
+            self._tokenizer = ClipTokenizer(context_length=self.clip.config.text.context_length)
         return self._tokenizer
 
     @torch.no_grad()

@@ -8,19 +8,38 @@ from zs3_core.config import ConfigError, ModelConfig
 
 log = logging.getLogger(__name__)
 
-MODEL_NAMES = ("clip_baseline",)
+MODEL_NAMES = ("clip_baseline", "ldvc", "deop")
+
+
+CLIP_PRESETS = ("vitb16", "tiny")
+
+
+def resolve_clip_config(value):
+    """A ClipConfig from a preset name ("vitb16", "tiny") or a {vision, text} mapping."""
+    from zs3_core.clip import ClipConfig
+
+    if isinstance(value, ClipConfig):
+        return value
+    if isinstance(value, str):
+        if value not in CLIP_PRESETS:
+            raise ConfigError(f"model.clip {value!r} is not a preset; choose one of {CLIP_PRESETS} "
+                              "or give a mapping with 'vision' and 'text' sections")
+        return getattr(ClipConfig, value)()
+    if isinstance(value, dict):
+        return ClipConfig.from_dict(value)
+    raise ConfigError(f"model.clip must be a preset name or a mapping, got {value!r}")
 
 
 def build_clip(config: ModelConfig):
     """CLIP with the config's architecture; pretrained weights when `clip_weights` is set."""
-    from zs3_core.clip import CLIP, ClipConfig, load_clip
+    from zs3_core.clip import CLIP, load_clip
 
     if config.clip_weights:
-        clip_config = None if config.clip in (None, "auto") else ClipConfig.resolve(config.clip)
+        clip_config = None if config.clip in (None, "auto") else resolve_clip_config(config.clip)
         return load_clip(config.clip_weights, clip_config)
     log.warning("model.clip_weights is not set: CLIP has RANDOM weights; masks are meaningless "
                 "until pretrained or trained weights are given")
-    return CLIP(ClipConfig.resolve(config.clip))
+    return CLIP(resolve_clip_config(config.clip))
 
 
 def build_model(config: ModelConfig):
@@ -28,4 +47,10 @@ def build_model(config: ModelConfig):
     if config.name == "clip_baseline":
         from zs3_core.models.baseline import TrainingFreeBaseline
         return TrainingFreeBaseline(config, build_clip(config))
+    if config.name == "ldvc":
+        from zs3_core.models.ldvc import LDVC
+        return LDVC(config, build_clip(config))
+    if config.name == "deop":
+        from zs3_core.models.deop import DeOP
+        return DeOP(config, build_clip(config))
     raise ConfigError(f"model.name {config.name!r} is unknown; choose one of {MODEL_NAMES}")
