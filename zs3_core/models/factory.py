@@ -14,8 +14,9 @@ MODEL_NAMES = ("clip_baseline", "ldvc", "deop")
 CLIP_PRESETS = ("vitb16", "tiny")
 
 
-def resolve_clip_config(value):
-    """A ClipConfig from a preset name ("vitb16", "tiny") or a {vision, text} mapping."""
+def resolve_clip_config(value, image_size: int = 224):
+    """A ClipConfig from a preset name ("vitb16", "tiny") or a {vision, text} mapping; presets
+    get the model's input size so the positional grid is resized once, at load."""
     from zs3_core.clip import ClipConfig
 
     if isinstance(value, ClipConfig):
@@ -24,7 +25,7 @@ def resolve_clip_config(value):
         if value not in CLIP_PRESETS:
             raise ConfigError(f"model.clip {value!r} is not a preset; choose one of {CLIP_PRESETS} "
                               "or give a mapping with 'vision' and 'text' sections")
-        return getattr(ClipConfig, value)()
+        return getattr(ClipConfig, value)(image_size=image_size)
     if isinstance(value, dict):
         return ClipConfig.from_dict(value)
     raise ConfigError(f"model.clip must be a preset name or a mapping, got {value!r}")
@@ -35,11 +36,12 @@ def build_clip(config: ModelConfig):
     from zs3_core.clip import CLIP, load_clip
 
     if config.clip_weights:
-        clip_config = None if config.clip in (None, "auto") else resolve_clip_config(config.clip)
-        return load_clip(config.clip_weights, clip_config)
+        if config.clip in (None, "auto"):
+            return load_clip(config.clip_weights, None, image_size=config.input_size)
+        return load_clip(config.clip_weights, resolve_clip_config(config.clip, config.input_size))
     log.warning("model.clip_weights is not set: CLIP has RANDOM weights; masks are meaningless "
                 "until pretrained or trained weights are given")
-    return CLIP(resolve_clip_config(config.clip))
+    return CLIP(resolve_clip_config(config.clip, config.input_size))
 
 
 def build_model(config: ModelConfig):

@@ -1,0 +1,120 @@
+"""Configuration of the CLIP towers as plain dataclasses (open_clip's CLIPVisionCfg/CLIPTextCfg style).
+
+The same code builds OpenAI's ViT-B/16 and the tiny CLIP of the synthetic world; only these
+numbers differ. ``ClipConfig.to_dict``/``from_dict`` round-trip through YAML.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from zs3_core.config import ConfigError, dataclass_from_dict
+
+ACTIVATIONS = ("quick_gelu", "gelu")
+
+
+class ClipConfigError(ConfigError):
+    """A CLIP configuration is inconsistent or has unknown fields."""
+
+
+def _check_tower(cfg: Any, tower: str) -> None:
+    """Checks both towers share: heads divide the width, a known activation."""
+    if cfg.heads <= 0 or cfg.width % cfg.heads:
+        raise ClipConfigError(f"{tower}.width {cfg.width} is not divisible by {tower}.heads {cfg.heads}")
+    if cfg.activation not in ACTIVATIONS:
+        raise ClipConfigError(
+            f"{tower}.activation is {cfg.activation!r}; expected one of {ACTIVATIONS} "
+            "(OpenAI weights use 'quick_gelu', most open_clip-trained models 'gelu')"
+        )
+
+
+@dataclass
+class VisionConfig:
+    """ViT image tower. ``image_size`` is the native input size: the positional-embedding grid
+    is ``image_size // patch_size`` per side; other input sizes are interpolated."""
+
+    image_size: int = 224
+    patch_size: int = 16
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+    output_dim: int = 512
+    mlp_ratio: float = 4.0
+    activation: str = "quick_gelu"
+
+    def __post_init__(self) -> None:
+        _check_tower(self, "vision")
+        if self.image_size % self.patch_size:
+            raise ClipConfigError(
+                f"vision.image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+            )
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side at the native image size."""
+        return self.image_size // self.patch_size
+
+
+@dataclass
+class TextConfig:
+    """Causal text transformer over CLIP's 49,408-token BPE vocabulary."""
+
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 512
+    layers: int = 12
+    heads: int = 8
+    output_dim: int = 512
+    mlp_ratio: float = 4.0
+    activation: str = "quick_gelu"
+
+    def __post_init__(self) -> None:
+        _check_tower(self, "text")
+
+
+@dataclass
+class ClipConfig:
+    """Both towers; their ``output_dim`` is the shared image-text embedding size."""
+
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+
+    def __post_init__(self) -> None:
+        if self.vision.output_dim != self.text.output_dim:
+            raise ClipConfigError(
+                f"vision.output_dim {self.vision.output_dim} != text.output_dim {self.text.output_dim}: "
+                "image and text embeddings must share one space"
+            )
+
+    @property
+    def embed_dim(self) -> int:
+        return self.vision.output_dim
+
+    @classmethod
+    def vitb16(cls, image_size: int = 224, activation: str = "quick_gelu") -> "ClipConfig":
+        """OpenAI CLIP ViT-B/16 (QuickGELU). ``image_size=512`` gives the 32×32 grid of the papers."""
+        return cls(
+            vision=VisionConfig(image_size=image_size, patch_size=16, width=768, layers=12, heads=12,
+                                output_dim=512, activation=activation),
+            text=TextConfig(width=512, layers=12, heads=8, output_dim=512, activation=activation),
+        )
+
+    @classmethod
+    def tiny(cls, image_size: int = 224) -> "ClipConfig":
+        """Small CLIP for the synthetic world: same code, head dim 64 like ViT-B/16, and the real
+        49,408-token vocabulary so the real tokenizer applies."""
+        return cls(
+            vision=VisionConfig(image_size=image_size, patch_size=16, width=192, layers=6, heads=3,
+                                output_dim=128),
+            text=TextConfig(width=128, layers=4, heads=2, output_dim=128),
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ClipConfig":
+        """Build from a (YAML) mapping ``{vision: {...}, text: {...}}``; missing fields take
+        defaults; unknown keys and wrong types raise ``ConfigError`` naming the field."""
+        return dataclass_from_dict(cls, dict(data) if isinstance(data, Mapping) else data, "clip")
