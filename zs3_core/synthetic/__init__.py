@@ -1,0 +1,14 @@
+"""Procedurally generated world of coloured shapes: scenes, masks, GZS3 split, captions, camera stream."""
+from zs3_core.synthetic.split import CompositionSplit, SplitError, make_split
+from zs3_core.synthetic.world import (
+    DEFAULT_COLOURS,
+    IGNORE_INDEX,
+    Scene,
+    SceneObject,
+    SyntheticWorld,
+    WorldConfig,
+    WorldConfigError,
+)
+
+__all__ = ["CompositionSplit", "DEFAULT_COLOURS", "IGNORE_INDEX", "Scene", "SceneObject",
+           "SplitError", "SyntheticWorld", "WorldConfig", "WorldConfigError", "make_split"]

@@ -1,0 +1,424 @@
+"""The `zs3_segmenter` node: a thin ROS 2 adapter around ``zs3_core.Segmenter``.
+
+Concurrency (explicit callback groups, run under a MultiThreadedExecutor):
+- the image subscription (its own group) only stores the newest message: a frame that
+  arrives before the previous one was taken is counted as dropped, never queued;
+- a worker thread takes the newest frame, segments it and publishes every output with
+  the input header; it reads the vocabulary as one immutable ``EncodedVocabulary``
+  reference per frame;
+- the vocabulary services (their own group) validate and encode new class names while
+  frames keep flowing, then swap that reference between two frames;
+- /diagnostics comes from a timer in a third group.
+
+A plain node that loads the model on start (not a lifecycle node): the model load is the
+only expensive transition, and a plain node runs the same on Humble through Kilted and
+under `ros2 run`, launch files and tests without a lifecycle manager.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any, Optional
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import ColorRGBA
+
+from zs3_core import visualize
+from zs3_core.vocabulary import VocabularyError
+from zs3_core.config import load_model_config
+from zs3_core.segmenter import Segmenter
+from zs3_ros.conversions import ImageConversionError, compressed_to_rgb, image_to_rgb, numpy_to_image
+from zs3_ros.msg import LabelInfo, SegmentationInfo
+from zs3_ros.params import ConfigError, NodeConfig, declare_parameters, read_config, resolve_path, updated_config
+from zs3_ros.qos import input_qos, latched_qos, output_qos
+from zs3_ros.srv import GetVocabulary, SetVocabulary
+
+NODE_NAME = "zs3_segmenter"
+_WARN_PERIOD_S = 5.0
+_STATS_WINDOW_S = 5.0
+
+
+class _Throttle:
+    """Fallback for loggers without ``throttle_duration_sec`` (older rclpy)."""
+
+    def __init__(self, period_s: float):
+        self.period_s, self._last = period_s, {}
+
+    def ready(self, key: str) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) < self.period_s:
+            return False
+        self._last[key] = now
+        return True
+
+
+@dataclasses.dataclass
+class _Stats:
+    """Counters for /diagnostics; written by the callbacks, read by the timer."""
+
+    received: deque = dataclasses.field(default_factory=lambda: deque(maxlen=1000))   # monotonic times
+    published: deque = dataclasses.field(default_factory=lambda: deque(maxlen=1000))
+    latency_ms: deque = dataclasses.field(default_factory=lambda: deque(maxlen=100))
+    inference_ms: deque = dataclasses.field(default_factory=lambda: deque(maxlen=100))
+    received_total: int = 0
+    published_total: int = 0
+    dropped: int = 0
+    malformed: int = 0
+    failed: int = 0
+    last_error: str = ""
+
+    @staticmethod
+    def rate(times: deque, now: float) -> float:
+        recent = [t for t in list(times) if now - t <= _STATS_WINDOW_S]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+
+class SegmenterNode(Node):
+    """Subscribes ``image`` (or ``image/compressed``), publishes labels, confidence, info,
+    overlay, label_info and /diagnostics; serves ``~/set_vocabulary`` and ``~/get_vocabulary``.
+
+    ``segmenter`` may be passed in (an already built ``zs3_core.Segmenter``) by callers that
+    share one model between nodes; by default the node builds it from its parameters.
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, segmenter: Any = None, **node_kwargs: Any):
+        super().__init__(node_name, **node_kwargs)
+        declare_parameters(self)
+        self._config: NodeConfig = read_config(self)
+        cfg = self._config
+        self._segmenter = segmenter if segmenter is not None else self._load_segmenter(cfg)
+        self._backend_name = str(getattr(self._segmenter, "backend_name", cfg.backend))
+        # The vocabulary in force: one immutable reference, replaced whole (never patched).
+        self._vocabulary = self._segmenter.encode_vocabulary(list(cfg.classes), cfg.prompt_template)
+        self._vocab_lock = threading.Lock()   # serialises writers; readers take the reference
+        self._weights_note = _weights_note(self._segmenter, cfg)
+
+        self._throttle = _Throttle(_WARN_PERIOD_S)
+        self._stats = _Stats()
+        self._latest: Optional[tuple[Any, float]] = None   # (message, monotonic receive time)
+        self._frame_ready = threading.Condition()
+        self._stop = threading.Event()
+
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._diagnostics_group = MutuallyExclusiveCallbackGroup()
+
+        out_qos = output_qos()
+        self._labels_pub = self.create_publisher(Image, "~/labels", out_qos)
+        self._confidence_pub = self.create_publisher(Image, "~/confidence", out_qos)
+        self._info_pub = self.create_publisher(SegmentationInfo, "~/info", out_qos)
+        self._overlay_pub = self.create_publisher(Image, "~/overlay", out_qos)
+        self._label_info_pub = self.create_publisher(LabelInfo, "~/label_info", latched_qos())
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        qos = input_qos(cfg.qos_reliability, cfg.qos_depth)
+        if cfg.input_transport == "compressed":
+            self._image_sub = self.create_subscription(
+                CompressedImage, "image/compressed", self._on_image, qos, callback_group=self._image_group)
+        else:
+            self._image_sub = self.create_subscription(
+                Image, "image", self._on_image, qos, callback_group=self._image_group)
+
+        self.create_service(SetVocabulary, "~/set_vocabulary", self._on_set_vocabulary,
+                            callback_group=self._service_group)
+        self.create_service(GetVocabulary, "~/get_vocabulary", self._on_get_vocabulary,
+                            callback_group=self._service_group)
+        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics,
+                          callback_group=self._diagnostics_group)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._publish_label_info(self._vocabulary)
+        self._worker = threading.Thread(target=self._work, name="zs3_segmenter_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: backend {self._backend_name}, subscribing "
+            f"'{self._image_sub.topic_name}' ({cfg.input_transport}, {cfg.qos_reliability}, depth {cfg.qos_depth}), "
+            f"{len(self._vocabulary.names)} classes (vocabulary v{self._vocabulary.version})")
+        if self._weights_note:
+            self.get_logger().warning(self._weights_note)
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def _load_segmenter(self, cfg: NodeConfig) -> Any:
+        model_config = load_model_config(resolve_path(cfg.model_config, "model_config"))
+        overrides = {"unlabeled_threshold": cfg.unlabeled_threshold}
+        if cfg.input_size:
+            overrides["input_size"] = cfg.input_size
+        model_config = dataclasses.replace(model_config, **overrides)
+        checkpoint = resolve_path(cfg.checkpoint, "checkpoint") if cfg.checkpoint else None
+        t0 = time.perf_counter()
+        segmenter = Segmenter.from_config(model_config, checkpoint=checkpoint, backend=cfg.backend,
+                                          device=cfg.device, precision=cfg.precision)
+        self.get_logger().info(f"loaded {cfg.model_config} in {time.perf_counter() - t0:.1f} s")
+        return segmenter
+
+    @property
+    def vocabulary(self) -> Any:
+        """The EncodedVocabulary in force (an immutable snapshot)."""
+        return self._vocabulary
+
+    @property
+    def config(self) -> NodeConfig:
+        return self._config
+
+    @property
+    def weights_note(self) -> str:
+        """A plain statement when the model runs on random weights; empty otherwise."""
+        return self._weights_note
+
+    def frame_counters(self) -> dict:
+        """Frames received, published, dropped (superseded before segmentation), malformed, failed."""
+        s = self._stats
+        return {"received": s.received_total, "published": s.published_total, "dropped": s.dropped,
+                "malformed": s.malformed, "failed": s.failed}
+
+    # -- image path ---------------------------------------------------------------------
+
+    def _on_image(self, msg: Any) -> None:
+        """Keep only the newest frame; the worker takes it. Never blocks on inference."""
+        now = time.monotonic()
+        with self._frame_ready:
+            if self._latest is not None:
+                self._stats.dropped += 1
+            self._latest = (msg, now)
+            self._stats.received.append(now)
+            self._stats.received_total += 1
+            self._frame_ready.notify()
+
+    def _work(self) -> None:
+        next_allowed = 0.0
+        while not self._stop.is_set():
+            with self._frame_ready:
+                while self._latest is None and not self._stop.is_set():
+                    self._frame_ready.wait(timeout=0.5)
+                if self._stop.is_set():
+                    return
+                msg, received = self._latest
+                self._latest = None
+            max_rate = self._config.max_rate_hz
+            if max_rate > 0:
+                wait = next_allowed - time.monotonic()
+                if wait > 0 and self._stop.wait(wait):
+                    return
+                next_allowed = time.monotonic() + 1.0 / max_rate
+            try:
+                self._process(msg, received)
+            except ImageConversionError as err:
+                self._stats.malformed += 1
+                self._stats.last_error = f"malformed image: {err}"
+                self._warn_throttled("malformed", f"dropping malformed image on '{self._image_sub.topic_name}': {err}")
+            except Exception as err:  # keep the node alive; the next frame may succeed
+                self._stats.failed += 1
+                self._stats.last_error = f"{type(err).__name__}: {err}"
+                self._warn_throttled("failed", f"segmentation failed: {type(err).__name__}: {err}")
+
+    def _process(self, msg: Any, received: float) -> None:
+        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+        vocabulary = self._vocabulary          # one snapshot for the whole frame
+        cfg = self._config
+        result = self._segmenter.segment(rgb, vocabulary=vocabulary)
+        labels = result.labels
+        header = msg.header
+        encoding = "mono8" if labels.dtype == np.uint8 else "mono16"
+        self._labels_pub.publish(numpy_to_image(labels, encoding, header))
+        self._confidence_pub.publish(numpy_to_image(result.confidence.astype(np.float32, copy=False), "32FC1", header))
+        if cfg.publish_overlay and self._overlay_pub.get_subscription_count() > 0:
+            overlay = visualize.overlay(rgb, labels, len(vocabulary.names), result.unlabeled_value, alpha=cfg.overlay_alpha)
+            self._overlay_pub.publish(numpy_to_image(overlay, "rgb8", header))
+        inference_ms = float(result.timings.get("total", 0.0))
+        latency_ms = (time.monotonic() - received) * 1000.0
+        self._info_pub.publish(self._info(header, result, vocabulary, latency_ms, inference_ms))
+        now = time.monotonic()
+        self._stats.published.append(now)
+        self._stats.published_total += 1
+        self._stats.latency_ms.append(latency_ms)
+        self._stats.inference_ms.append(inference_ms)
+
+    def _info(self, header: Any, result: Any, vocabulary: Any, latency_ms: float, inference_ms: float) -> SegmentationInfo:
+        info = SegmentationInfo()
+        info.header = header
+        info.vocabulary_version = int(vocabulary.version)
+        info.class_ids = list(range(len(vocabulary.names)))
+        info.class_names = list(vocabulary.names)
+        info.class_confidence = np.asarray(result.class_confidence, dtype=np.float32).tolist()
+        info.pixel_fraction = np.asarray(result.class_fraction, dtype=np.float32).tolist()
+        info.unlabeled_fraction = float(max(0.0, 1.0 - float(np.sum(result.class_fraction, dtype=np.float64))))
+        info.latency_ms = float(latency_ms)
+        info.inference_ms = float(inference_ms)
+        info.backend = self._backend_name
+        return info
+
+    # -- vocabulary ---------------------------------------------------------------------
+
+    def _on_set_vocabulary(self, request: Any, response: Any) -> Any:
+        """Validate and encode off the image path, then swap the snapshot between frames."""
+        names = list(request.class_names)
+        template = request.prompt_template or self._vocabulary.template
+        t0 = time.perf_counter()
+        with self._vocab_lock:
+            old = self._vocabulary
+            try:
+                new = self._segmenter.encode_vocabulary(names, template)
+            except VocabularyError as err:
+                return self._fill_vocabulary_reply(response, old, False, f"vocabulary rejected: {err}", t0)
+            except Exception as err:  # an encoder failure must not take the node down
+                self.get_logger().error(f"encoding the vocabulary failed: {type(err).__name__}: {err}")
+                return self._fill_vocabulary_reply(response, old, False, f"encoding failed: {type(err).__name__}: {err}", t0)
+            self._vocabulary = new   # atomic reference swap: the next frame uses it
+        self._publish_label_info(new)
+        self.get_logger().info(f"vocabulary v{old.version} -> v{new.version}: {len(new.names)} classes")
+        return self._fill_vocabulary_reply(
+            response, new, True, f"vocabulary v{new.version} in force: {len(new.names)} classes "
+            f"(was v{old.version}, {len(old.names)} classes)", t0)
+
+    @staticmethod
+    def _fill_vocabulary_reply(response: Any, vocabulary: Any, success: bool, message: str, t0: float) -> Any:
+        response.success = success
+        response.message = message
+        response.vocabulary_version = int(vocabulary.version)
+        response.class_ids = list(range(len(vocabulary.names)))
+        response.class_names = list(vocabulary.names)
+        response.encode_time_ms = float((time.perf_counter() - t0) * 1000.0)
+        return response
+
+    def _on_get_vocabulary(self, request: Any, response: Any) -> Any:
+        vocabulary = self._vocabulary
+        response.vocabulary_version = int(vocabulary.version)
+        response.class_ids = list(range(len(vocabulary.names)))
+        response.class_names = list(vocabulary.names)
+        response.prompt_template = vocabulary.template or ""
+        return response
+
+    def _publish_label_info(self, vocabulary: Any) -> None:
+        num_classes = len(vocabulary.names)
+        palette = visualize.class_colors(num_classes).astype(np.float32) / 255.0
+        msg = LabelInfo()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.vocabulary_version = int(vocabulary.version)
+        msg.class_ids = list(range(num_classes))
+        msg.class_names = list(vocabulary.names)
+        msg.colors = [ColorRGBA(r=float(c[0]), g=float(c[1]), b=float(c[2]), a=1.0) for c in palette[:num_classes]]
+        msg.threshold = float(self._config.unlabeled_threshold)
+        msg.unlabeled_value = int(vocabulary.unlabeled_value)
+        msg.prompt_template = vocabulary.template or ""
+        self._label_info_pub.publish(msg)
+
+    # -- parameters and diagnostics -----------------------------------------------------
+
+    def _on_set_parameters(self, parameters: list) -> SetParametersResult:
+        try:
+            new_config = updated_config(self._config, parameters)
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        threshold_changed = new_config.unlabeled_threshold != self._config.unlabeled_threshold
+        self._config = new_config   # one reference; the worker reads it once per frame
+        if threshold_changed:
+            self._segmenter.unlabeled_threshold = new_config.unlabeled_threshold   # read once per segment()
+            self._publish_label_info(self._vocabulary)
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        stats, vocabulary = self._stats, self._vocabulary
+        input_rate, output_rate = stats.rate(stats.received, now), stats.rate(stats.published, now)
+        latency = statistics.median(stats.latency_ms) if stats.latency_ms else 0.0
+        inference = statistics.median(stats.inference_ms) if stats.inference_ms else 0.0
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation",
+                                  hardware_id=self._backend_name)
+        if not stats.received or now - stats.received[-1] > 2 * _STATS_WINDOW_S:
+            status.level, status.message = DiagnosticStatus.WARN, f"no images on '{self._image_sub.topic_name}'"
+        elif stats.last_error and output_rate == 0.0:
+            status.level, status.message = DiagnosticStatus.ERROR, stats.last_error
+        else:
+            status.level, status.message = DiagnosticStatus.OK, f"{output_rate:.1f} Hz, median latency {latency:.0f} ms"
+        values = {
+            "input_rate_hz": f"{input_rate:.2f}",
+            "output_rate_hz": f"{output_rate:.2f}",
+            "latency_ms_median": f"{latency:.1f}",
+            "inference_ms_median": f"{inference:.1f}",
+            "dropped_frames": str(stats.dropped),
+            "malformed_frames": str(stats.malformed),
+            "failed_frames": str(stats.failed),
+            "last_error": stats.last_error,
+            "backend": self._backend_name,
+            "vocabulary_version": str(vocabulary.version),
+            "vocabulary": ", ".join(vocabulary.names[:50]) + (" ..." if len(vocabulary.names) > 50 else ""),
+            "weights": self._weights_note or "trained",
+        }
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self._diagnostics_pub.publish(array)
+
+    def _warn_throttled(self, key: str, text: str) -> None:
+        logger = self.get_logger()
+        try:
+            logger.warning(text, throttle_duration_sec=_WARN_PERIOD_S)
+        except TypeError:   # rclpy without throttling support
+            if self._throttle.ready(key):
+                logger.warning(text)
+
+    def destroy_node(self) -> None:
+        worker = getattr(self, "_worker", None)   # absent when the constructor failed
+        if worker is not None:
+            self._stop.set()
+            with self._frame_ready:
+                self._frame_ready.notify_all()
+            if worker.is_alive() and threading.current_thread() is not worker:
+                worker.join(timeout=10.0)
+        super().destroy_node()
+
+
+def _weights_note(segmenter: Any, cfg: NodeConfig) -> str:
+    """A plain statement when the model runs on random weights (no CLIP weights, no checkpoint)."""
+    model_config = getattr(segmenter, "config", None)
+    if cfg.checkpoint or getattr(model_config, "clip_weights", None):
+        return ""
+    return ("the model runs on RANDOM weights (no clip_weights in the model config, no checkpoint): "
+            "the labels are meaningless until trained or pretrained weights are given")
+
+
+def main(args: Optional[list] = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SegmenterNode()
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr)
+        rclpy.try_shutdown() if hasattr(rclpy, "try_shutdown") else rclpy.shutdown()
+        return 2
+    # Threads: image subscription, services and diagnostics each get one; the worker has its own.
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except KeyboardInterrupt:
+        pass
+    except Exception as err:  # ExternalShutdownException (Iron+) on SIGINT/SIGTERM
+        if type(err).__name__ != "ExternalShutdownException":
+            raise
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        if hasattr(rclpy, "try_shutdown"):
+            rclpy.try_shutdown()
+        elif rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The node's parameters: declared once with descriptors and ranges, read into a typed
+frozen :class:`NodeConfig`, validated with messages a user can act on.
+
+Parameters that need a model reload (model, backend, device, precision, input size, QoS,
+transport) are read-only; the rest (threshold, overlay, rate) may change at run time and
+produce a new ``NodeConfig`` that the node swaps in as one reference.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+__all__ = ["ConfigError", "NodeConfig", "PARAMETERS", "declare_parameters", "read_config",
+           "updated_config", "resolve_path", "DYNAMIC_PARAMETERS"]
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "bf16", "fp16")
+TRANSPORTS = ("raw", "compressed")
+RELIABILITIES = ("best_effort", "reliable")
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A parameter value is invalid; the message names the parameter and the allowed values."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    model_config: str = "config/models/clip_baseline_tiny.yaml"
+    checkpoint: str = ""
+    backend: str = "auto"
+    device: str = "cpu"
+    precision: str = "fp32"
+    input_size: int = 0                       # 0 = the model config's own input size
+    classes: tuple[str, ...] = ("red circle", "green square", "blue triangle")
+    prompt_template: str = "a photo of a {}."
+    unlabeled_threshold: float = 0.0
+    publish_overlay: bool = True
+    overlay_alpha: float = 0.5
+    qos_reliability: str = "best_effort"      # best_effort = REP 2003 sensor-data QoS
+    qos_depth: int = 1
+    input_transport: str = "raw"
+    max_rate_hz: float = 0.0                  # 0 = as fast as frames arrive and inference allows
+    diagnostics_period_s: float = 1.0
+
+    def validate(self) -> "NodeConfig":
+        """Return self, or raise ConfigError naming the first bad parameter."""
+        _one_of("backend", self.backend, BACKENDS)
+        _one_of("precision", self.precision, PRECISIONS)
+        _one_of("input_transport", self.input_transport, TRANSPORTS)
+        _one_of("qos_reliability", self.qos_reliability, RELIABILITIES)
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if not self.model_config:
+            raise ConfigError("model_config is empty: give the path of a model YAML (e.g. config/models/clip_baseline_tiny.yaml)")
+        if "{}" not in self.prompt_template:
+            raise ConfigError(f"prompt_template must contain '{{}}' where the class name goes, got {self.prompt_template!r}")
+        if not self.classes:
+            raise ConfigError("classes is empty: give at least one class name")
+        _in_range("input_size", self.input_size, 0, 4096)
+        if self.input_size and (self.input_size < 32 or self.input_size % 16):
+            raise ConfigError(f"input_size must be 0 (the model's) or a multiple of 16 >= 32, got {self.input_size}")
+        if not 0.0 <= self.unlabeled_threshold < 1.0:
+            raise ConfigError(f"unlabeled_threshold must be in [0, 1), got {self.unlabeled_threshold}")
+        _in_range("overlay_alpha", self.overlay_alpha, 0.0, 1.0)
+        _in_range("qos_depth", self.qos_depth, 1, 100)
+        _in_range("max_rate_hz", self.max_rate_hz, 0.0, 1000.0)
+        _in_range("diagnostics_period_s", self.diagnostics_period_s, 0.1, 60.0)
+        return self
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _in_range(name: str, value: float, low: float, high: float) -> None:
+    if not (low <= value <= high):
+        raise ConfigError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+def _float_range(low: float, high: float) -> dict:
+    return {"floating_point_range": [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]}
+
+
+def _int_range(low: int, high: int) -> dict:
+    return {"integer_range": [IntegerRange(from_value=int(low), to_value=int(high), step=0)]}
+
+
+# name -> (ParameterType, description, extra descriptor fields, read_only)
+_SPEC: dict[str, tuple[int, str, dict, bool]] = {
+    "model_config": (ParameterType.PARAMETER_STRING,
+                     "Model YAML; relative paths resolve against the working directory, then the package share", {}, True),
+    "checkpoint": (ParameterType.PARAMETER_STRING, "Weights file; empty = the model config's own (or random weights)", {}, True),
+    "backend": (ParameterType.PARAMETER_STRING, "Image-path backend", {"additional_constraints": "one of " + ", ".join(BACKENDS)}, True),
+    "device": (ParameterType.PARAMETER_STRING, "cpu, cuda or cuda:N", {}, True),
+    "precision": (ParameterType.PARAMETER_STRING, "Inference precision", {"additional_constraints": "one of " + ", ".join(PRECISIONS)}, True),
+    "input_size": (ParameterType.PARAMETER_INTEGER, "Square network input size in pixels; 0 = the model config's", _int_range(0, 4096), True),
+    "classes": (ParameterType.PARAMETER_STRING_ARRAY, "Initial vocabulary; change it at run time with ~/set_vocabulary", {}, True),
+    "prompt_template": (ParameterType.PARAMETER_STRING, "Text prompt with '{}' for the class name", {}, True),
+    "unlabeled_threshold": (ParameterType.PARAMETER_DOUBLE,
+                            "Pixels whose top probability is below this get the unlabeled value", _float_range(0.0, 1.0), False),
+    "publish_overlay": (ParameterType.PARAMETER_BOOL, "Publish ~/overlay (computed only while someone subscribes)", {}, False),
+    "overlay_alpha": (ParameterType.PARAMETER_DOUBLE, "Opacity of the class colours in ~/overlay", _float_range(0.0, 1.0), False),
+    "qos_reliability": (ParameterType.PARAMETER_STRING, "Input subscription reliability (best_effort = sensor-data QoS)",
+                        {"additional_constraints": "one of " + ", ".join(RELIABILITIES)}, True),
+    "qos_depth": (ParameterType.PARAMETER_INTEGER, "Input subscription history depth (the node keeps only the newest frame)", _int_range(1, 100), True),
+    "input_transport": (ParameterType.PARAMETER_STRING, "raw: subscribe 'image'; compressed: subscribe 'image/compressed'",
+                        {"additional_constraints": "one of " + ", ".join(TRANSPORTS)}, True),
+    "max_rate_hz": (ParameterType.PARAMETER_DOUBLE, "Upper bound on segmented frames per second; 0 = no limit", _float_range(0.0, 1000.0), False),
+    "diagnostics_period_s": (ParameterType.PARAMETER_DOUBLE, "Period of /diagnostics", _float_range(0.1, 60.0), True),
+}
+PARAMETERS = tuple(_SPEC)
+DYNAMIC_PARAMETERS = frozenset(name for name, spec in _SPEC.items() if not spec[3])
+
+
+def declare_parameters(node: Any, defaults: Optional[NodeConfig] = None) -> None:
+    """Declare every parameter on ``node`` with its descriptor; values from a params file win."""
+    defaults = defaults or NodeConfig()
+    for name, (ptype, description, extra, read_only) in _SPEC.items():
+        value = getattr(defaults, name)
+        if isinstance(value, tuple):
+            value = list(value)
+        descriptor = ParameterDescriptor(name=name, type=ptype, description=description, read_only=read_only, **extra)
+        node.declare_parameter(name, value, descriptor)
+
+
+def read_config(node: Any) -> NodeConfig:
+    """The node's current parameter values as a validated NodeConfig."""
+    values = {name: node.get_parameter(name).value for name in PARAMETERS}
+    return _build(values)
+
+
+def updated_config(config: NodeConfig, parameters: list) -> NodeConfig:
+    """A new validated NodeConfig with ``parameters`` (rclpy Parameter objects) applied.
+
+    Raises ConfigError for read-only or invalid values, so the set-parameters callback can
+    reject the change with the message.
+    """
+    changes = {}
+    for param in parameters:
+        if param.name not in _SPEC:
+            continue
+        if param.name not in DYNAMIC_PARAMETERS:
+            raise ConfigError(f"{param.name} is read-only while the node runs; restart the node to change it")
+        changes[param.name] = param.value
+    return _build({**dataclasses.asdict(config), **changes})
+
+
+def _build(values: dict) -> NodeConfig:
+    values = dict(values)
+    values["classes"] = tuple(str(c) for c in (values.get("classes") or ()))
+    for name in ("unlabeled_threshold", "overlay_alpha", "max_rate_hz", "diagnostics_period_s"):
+        values[name] = float(values[name])
+    for name in ("input_size", "qos_depth"):
+        values[name] = int(values[name])
+    values["publish_overlay"] = bool(values["publish_overlay"])
+    return NodeConfig(**values).validate()
+
+
+def resolve_path(path: str, what: str = "file") -> str:
+    """Absolute path of ``path``: as given, else under the package share dir, else the source tree."""
+    if not path:
+        return path
+    candidates = [Path(os.path.expanduser(path))]
+    if not candidates[0].is_absolute():
+        try:
+            from ament_index_python.packages import get_package_share_directory
+            candidates.append(Path(get_package_share_directory("zs3_ros")) / path)
+        except Exception:  # not installed through colcon / no ament index: the source tree still works
+            pass
+        candidates.append(_REPO_ROOT / path)
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate.resolve())
+    raise ConfigError(f"{what} {path!r} not found (looked in: {', '.join(str(c) for c in candidates)})")
