@@ -1,0 +1,149 @@
+"""The `data`, `train` and `eval` sections of a run config, next to the `model` section
+that zs3_core reads. Same reader as ModelConfig: unknown keys and wrong types are errors
+that name the field, so a typo never silently trains with a default.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import yaml
+
+from zs3_core.config import (ConfigError, ModelConfig, dataclass_from_dict, load_yaml,
+                             resolve_path)
+
+DATASETS = ("voc", "cocostuff", "synthetic")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, where, and how crops are made (defaults: the papers' mmseg pipeline)."""
+
+    dataset: str = "voc"
+    root: Optional[str] = None
+    crop_size: int = 512
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    ignore_index: int = 255
+    drop_images_without_seen: bool = False   # zsseg/DeOP: true; ZegCLIP/LDVC: false
+    eval_mode: str = "slide"                  # slide | whole
+    slide_stride: int = 426                   # ZegCLIP: 512 windows, stride 426
+    num_workers: int = 4
+    synthetic: dict = field(default_factory=dict)   # world / train_scenes / val_scenes
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"data.dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.eval_mode not in ("slide", "whole"):
+            raise ConfigError(f"data.eval_mode must be 'slide' or 'whole', got {self.eval_mode!r}")
+        if self.crop_size < 32 or self.crop_size % 16:
+            raise ConfigError(f"data.crop_size must be a multiple of 16 and >= 32, got {self.crop_size}")
+        if not 0 < self.slide_stride <= self.crop_size:
+            raise ConfigError(f"data.slide_stride must be in 1..crop_size ({self.crop_size}), got {self.slide_stride}")
+        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ConfigError(f"data.scale_range must be [min, max] with 0 < min <= max, got {list(self.scale_range)}")
+        if not 0 <= self.ignore_index <= 255:
+            raise ConfigError(f"data.ignore_index must be in 0..255, got {self.ignore_index}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule. `batch_size` is the global batch per optimizer step (16 in the
+    papers); each of N processes loads batch_size / (N · grad_accum) images per micro-step."""
+
+    iterations: int = 20000
+    batch_size: int = 16
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    warmup_iters: int = 1500
+    poly_power: float = 0.9
+    grad_accum: int = 1
+    amp: bool = True            # CUDA only; ignored on CPU
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 0         # 0: evaluate only at the end of `zs3 eval`
+    checkpoint_every: int = 2000
+    out_dir: str = "runs/default"
+
+    def __post_init__(self):
+        for name in ("iterations", "batch_size", "grad_accum", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_iters", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """GZS3 evaluation: one prediction over all classes, on the `val` split."""
+
+    split: str = "val"
+    max_images: int = 0               # 0: the whole split
+    seen_score_offset: float = 0.0    # ZegCLIP subtracts 0.1 from seen-class sigmoid scores
+    out_dir: Optional[str] = None     # default: <train.out_dir>/eval
+
+
+@dataclass
+class RunConfig:
+    """All four sections plus the raw mapping (embedded verbatim in checkpoints)."""
+
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    eval: EvalConfig
+    raw: dict
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(self.raw)
+
+
+def build_run_config(raw: dict, base: Optional[Path] = None) -> RunConfig:
+    """RunConfig from a full config mapping; relative paths resolve against `base`."""
+    unknown = sorted(set(raw) - {"model", "data", "train", "eval"})
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {unknown}; expected model, data, train, eval")
+    raw = copy.deepcopy(raw)
+    model = dataclass_from_dict(ModelConfig, raw.get("model"), "model")
+    model = dataclasses.replace(model, clip_weights=resolve_path(model.clip_weights, base))
+    data = dataclass_from_dict(DataConfig, raw.get("data"), "data")
+    if data.root is not None:
+        data = dataclasses.replace(data, root=resolve_path(data.root, base))
+    train = dataclass_from_dict(TrainConfig, raw.get("train"), "train")
+    evaluation = dataclass_from_dict(EvalConfig, raw.get("eval"), "eval")
+    raw["model"] = {**(raw.get("model") or {}), "clip_weights": model.clip_weights}
+    raw["data"] = {**(raw.get("data") or {}), "root": data.root}
+    return RunConfig(model, data, train, evaluation, raw)
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
+    """`section.key=value` strings (value parsed as YAML) set into the raw config, e.g.
+    train.batch_size=4 or model.options.route_top_k=8."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.batch_size=4")
+        node = raw
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def load_run_config(path: Union[str, Path], data_root: Optional[str] = None,
+                    out_dir: Optional[str] = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML run config; --data-root / --out override data.root / train.out_dir and
+    --set section.key=value any other field."""
+    raw = apply_overrides(load_yaml(path), overrides)
+    if data_root is not None:
+        raw.setdefault("data", {})["root"] = str(Path(data_root).resolve())
+    if out_dir is not None:
+        raw.setdefault("train", {})["out_dir"] = str(out_dir)
+    return build_run_config(raw, Path(path).resolve().parent)

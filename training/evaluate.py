@@ -1,0 +1,155 @@
+"""`zs3 eval`: GZS3 evaluation — one prediction over all classes (seen and unseen), then
+mIoU over the seen and over the unseen classes, their harmonic mean hIoU, pixel accuracy
+and per-class IoU, written as JSON (machines), a Markdown table and a bar chart (people).
+
+Images are predicted at full resolution: resized so the short side is the crop size,
+covered by sliding windows (ZegCLIP: 512, stride 426) or one resize (`data.eval_mode`),
+and the averaged scores upsampled back to the label map's size before the argmax.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from zs3_core.datasets.sliding import slide_predict, whole_predict
+
+from training.config import RunConfig
+from training.data import evaluation_set
+
+SUMMARY_KEYS = ("mIoU_seen", "mIoU_unseen", "hIoU", "mIoU", "pAcc")
+
+
+@dataclass
+class EvaluationResult:
+    """Per-class IoU (NaN where a class never occurs nor is predicted) and the summary."""
+
+    dataset: str
+    class_names: list[str]
+    seen_ids: list[int]
+    unseen_ids: list[int]
+    iou: list[float]
+    summary: dict[str, float]
+    num_images: int
+
+    def to_dict(self) -> dict:
+        per_class = {name: (None if math.isnan(v) else v) for name, v in zip(self.class_names, self.iou)}
+        return {"dataset": self.dataset, "num_images": self.num_images,
+                "summary": {k: (None if math.isnan(v) else v) for k, v in self.summary.items()},
+                "per_class_iou": per_class,
+                "unseen_classes": [self.class_names[i] for i in self.unseen_ids]}
+
+    def markdown(self) -> str:
+        def pct(v):
+            return "n/a" if v is None or math.isnan(v) else f"{100 * v:.2f}"
+        head = " | ".join(SUMMARY_KEYS)
+        lines = [f"## GZS3 evaluation: {self.dataset} ({self.num_images} images)", "",
+                 f"| {head} |", "|" + "---|" * len(SUMMARY_KEYS),
+                 "| " + " | ".join(pct(self.summary.get(k, math.nan)) for k in SUMMARY_KEYS) + " |",
+                 "", "| class | split | IoU (%) |", "|---|---|---|"]
+        unseen = set(self.unseen_ids)
+        for i, name in enumerate(self.class_names):
+            lines.append(f"| {name} | {'unseen' if i in unseen else 'seen'} | {pct(self.iou[i])} |")
+        return "\n".join(lines) + "\n"
+
+
+def class_scores(model: nn.Module, class_embeddings: torch.Tensor, seen_ids, offset: float):
+    """The Predict callable of the sliding helper: probabilities, minus `offset` on seen
+    classes (ZegCLIP's inductive calibration against the seen-class bias)."""
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        probs = model.predict(images, class_embeddings)
+        if offset:
+            probs = probs.clone()
+            probs[:, list(seen_ids)] -= offset
+        return probs
+    return predict
+
+
+@torch.inference_mode()
+def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str = "cpu",
+                   split: Optional[str] = None, progress: bool = True,
+                   shard: tuple[int, int] = (0, 1)) -> EvaluationResult:
+    """Run GZS3 evaluation of `model` on the eval split of `run`.
+
+    shard=(rank, world) under DDP: each process predicts every world-th image and the
+    confusion counts are summed over processes, so all ranks return the full result."""
+    from zs3_core.metrics import ConfusionMatrix
+
+    device = torch.device(device)
+    eval_set = evaluation_set(run, split)
+    gzs3 = eval_set.source.gzs3
+    was_training = model.training
+    model.eval()
+    embeddings = model.encode_classes(list(gzs3.class_names), run.model.prompt_template).to(device)
+    predict = class_scores(model, embeddings, gzs3.seen_ids, run.eval.seen_score_offset)
+    matrix = ConfusionMatrix(gzs3.num_classes, ignore_index=run.data.ignore_index,
+                             class_names=list(gzs3.class_names))
+    window, stride = run.data.crop_size, run.data.slide_stride
+    rank, world = shard
+    indices = range(rank, len(eval_set), world)
+    if progress and rank == 0:
+        from tqdm import tqdm
+        indices = tqdm(indices, desc="eval", unit="img", dynamic_ncols=True)
+    for i in indices:
+        image, target = eval_set[i]
+        image = image.unsqueeze(0).to(device)
+        if run.data.eval_mode == "slide":
+            probs = slide_predict(predict, image, window, stride)
+        else:
+            probs = whole_predict(predict, image, window)
+        probs = F.interpolate(probs.float(), size=target.shape, mode="bilinear", align_corners=False)
+        matrix.update(probs.argmax(1)[0].cpu(), target)
+    model.train(was_training)
+    if world > 1:  # DDP: sum the confusion counts of all processes
+        counts = torch.from_numpy(matrix.counts).to(device)
+        dist.all_reduce(counts)
+        matrix.counts[:] = counts.cpu().numpy()
+    stats = matrix.summary(list(gzs3.seen_ids), list(gzs3.unseen_ids))
+    summary = {k: float(stats[k]) for k in SUMMARY_KEYS}
+    iou = [float(v) for v in matrix.iou()]
+    return EvaluationResult(gzs3.name, list(gzs3.class_names), list(gzs3.seen_ids),
+                            list(gzs3.unseen_ids), iou, summary, len(eval_set))
+
+
+def plot_per_class_iou(result: EvaluationResult, path: Path) -> Path:
+    """Bar chart of per-class IoU, seen and unseen classes in two colours."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unseen = set(result.unseen_ids)
+    values = [0.0 if math.isnan(v) else 100 * v for v in result.iou]
+    colours = ["tab:orange" if i in unseen else "tab:blue" for i in range(len(values))]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(values) + 2), 4.5))
+    ax.bar(range(len(values)), values, color=colours)
+    ax.set_xticks(range(len(values)))
+    ax.set_xticklabels(result.class_names, rotation=90, fontsize=7)
+    ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, 100)
+    s = result.summary
+    ax.set_title(f"{result.dataset}: mIoU seen {100 * s.get('mIoU_seen', math.nan):.1f}, unseen "
+                 f"{100 * s.get('mIoU_unseen', math.nan):.1f}, hIoU {100 * s.get('hIoU', math.nan):.1f}")
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color="tab:blue"),
+                       plt.Rectangle((0, 0), 1, 1, color="tab:orange")], labels=["seen", "unseen"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(result: EvaluationResult, out_dir: Path) -> dict[str, Path]:
+    """metrics.json, metrics.md and per_class_iou.png in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "metrics.json", "markdown": out_dir / "metrics.md",
+             "plot": out_dir / "per_class_iou.png"}
+    paths["json"].write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    paths["markdown"].write_text(result.markdown())
+    plot_per_class_iou(result, paths["plot"])
+    return paths
