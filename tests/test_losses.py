@@ -1,0 +1,63 @@
+"""Focal and dice losses and the reference codes' handling of ignored pixels (zs3_core.losses)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zs3_core.losses import (dice_loss, one_hot_targets, probability_focal_loss, resize_to_target,
+                             sigmoid_focal_loss)
+
+
+def test_ignored_pixels_are_all_negative_rows_or_void_positives():
+    target = torch.tensor([[[0, 2], [255, 1]]])
+    negative = one_hot_targets(target, 3)
+    void = one_hot_targets(target, 3, void=True)
+    assert negative.shape == (1, 3, 2, 2) and void.shape == (1, 4, 2, 2)
+    assert negative[0, :, 1, 0].sum() == 0                       # ZegCLIP/LDVC: all-zero row
+    assert void[0, :, 1, 0].tolist() == [0, 0, 0, 1]               # DeOP: void positive
+    assert negative[0, :, 0, 1].tolist() == [0, 0, 1]
+
+
+def test_labels_outside_the_class_list_are_rejected():
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        one_hot_targets(torch.tensor([[[0, 3]]]), 3)
+
+
+def test_focal_loss_matches_torchvision_formula():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4)
+    targets = (torch.rand(2, 3, 4, 4) > 0.7).float()
+    p = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    alpha_t = 0.25 * targets + 0.75 * (1 - targets)
+    expected = (alpha_t * ce * (1 - p_t) ** 2).mean()
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets), expected)
+    # the probability form agrees when given the same probabilities
+    torch.testing.assert_close(probability_focal_loss(p, targets), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_focal_loss_of_gamma_zero_and_no_alpha_is_binary_cross_entropy():
+    logits = torch.randn(1, 2, 3, 3)
+    targets = (torch.rand(1, 2, 3, 3) > 0.5).float()
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, alpha=-1, gamma=0.0),
+                               F.binary_cross_entropy_with_logits(logits, targets))
+
+
+def test_dice_averages_only_over_classes_present():
+    targets = torch.zeros(1, 2, 4, 4)
+    targets[0, 0, :2] = 1                                           # class 1 absent
+    perfect_for_present = targets.clone()
+    perfect_for_present[0, 1] = 0.9                                 # wrong mass on the absent class
+    assert dice_loss(perfect_for_present, targets).item() == pytest.approx(0.0, abs=1e-6)
+    assert dice_loss(perfect_for_present, targets, present_only=False).item() > 0.4
+
+
+def test_dice_without_any_positive_pixel_is_zero_but_differentiable():
+    probs = torch.rand(1, 2, 3, 3, requires_grad=True)
+    loss = dice_loss(probs, torch.zeros(1, 2, 3, 3))
+    loss.backward()
+    assert loss.item() == 0.0 and probs.grad is not None
+
+
+def test_logits_are_upsampled_to_the_label_map():
+    assert resize_to_target(torch.zeros(2, 5, 8, 8), torch.zeros(2, 32, 32, dtype=torch.long)).shape == (2, 5, 32, 32)

@@ -1,0 +1,100 @@
+"""Segmentation losses of the two papers: sigmoid focal loss and dice loss on per-class maps.
+
+Both models are trained with a linear combination of focal loss (Lin et al. 2017) and dice
+loss (Milletari et al. 2016), LDVC Sec. 4 "Implementation Details" (×100 focal, ×1 dice,
+as ZegCLIP) and DeOP Sec. 3.2 (×2.0 focal, ×0.8 dice in the reference code).
+
+Ignored pixels (label 255) follow the reference code of each paper (models.md):
+- LDVC / ZegCLIP (`ignored="negative"`): an ignored pixel's one-hot row is all zeros, so
+  the focal term pushes every class towards 0 there; dice is averaged over the classes
+  present in each image only.
+- DeOP / zsseg (`ignored="void"`): an ignored pixel is a positive of an extra "void"
+  channel that the model predicts alongside the C classes.
+
+Targets are (B, H, W) int64 label maps whose values index the class list passed to the
+model's forward, 255 = ignore.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+
+
+def one_hot_targets(target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX,
+                    void: bool = False) -> torch.Tensor:
+    """(B, H, W) labels → (B, K, H, W) float one-hot, K = num_classes (+1 with `void`).
+
+    Ignored pixels become all-zero rows, or positives of channel `num_classes` with `void`.
+    Raises ValueError for labels outside [0, num_classes) other than `ignore_index`.
+    """
+    if target.dim() != 3:
+        raise ValueError(f"targets must be (B, H, W) label maps, got shape {tuple(target.shape)}")
+    ignored = target == ignore_index
+    valid = target[~ignored]
+    if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_classes):
+        raise ValueError(f"target labels must lie in [0, {num_classes}) or be {ignore_index}; "
+                         f"found values in [{int(valid.min())}, {int(valid.max())}]")
+    filled = target.masked_fill(ignored, num_classes)
+    onehot = F.one_hot(filled, num_classes + 1).permute(0, 3, 1, 2).float()
+    return onehot if void else onehot[:, :num_classes]
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
+                       gamma: float = 2.0) -> torch.Tensor:
+    """Mean binary focal loss over all (B, K, H, W) elements; `logits` are pre-sigmoid.
+
+    FL(p_t) = −α_t (1 − p_t)^γ log p_t (Lin et al. 2017, eq. 5). The mean over every
+    element equals the reference `loss.mean(1).sum() / num_masks` with one mask per
+    (image, class) pair.
+    """
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return _focal_weighting(ce, prob, targets, alpha, gamma).mean()
+
+
+def probability_focal_loss(probs: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
+                           gamma: float = 2.0, eps: float = 1e-6) -> torch.Tensor:
+    """Focal loss for scores that are already probabilities (DeOP's mask-class combination).
+
+    DeOP's semantic map Σ_n sigmoid(M_n)·softmax(cls_n) is not a sigmoid of one logit, so the
+    cross-entropy is taken on the clamped scores directly.
+    """
+    prob = probs.clamp(eps, 1.0 - eps)
+    ce = -(targets * prob.log() + (1.0 - targets) * (1.0 - prob).log())
+    return _focal_weighting(ce, prob, targets, alpha, gamma).mean()
+
+
+def _focal_weighting(ce, prob, targets, alpha, gamma):
+    p_t = prob * targets + (1.0 - prob) * (1.0 - targets)
+    loss = ce * (1.0 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1.0 - alpha) * (1.0 - targets)) * loss
+    return loss
+
+
+def dice_loss(probs: torch.Tensor, targets: torch.Tensor, present_only: bool = True,
+              smooth: float = 1.0) -> torch.Tensor:
+    """1 − (2|P∩T| + 1) / (|P| + |T| + 1) per (image, class) map, averaged.
+
+    `probs`, `targets`: (B, K, H, W). With `present_only` the average runs over the
+    (image, class) pairs whose target has at least one positive pixel (ZegCLIP); a batch
+    with no positive pixel at all gives a zero loss that still depends on `probs`.
+    """
+    p = probs.flatten(2)
+    t = targets.flatten(2)
+    numerator = 2.0 * (p * t).sum(-1) + smooth
+    denominator = p.sum(-1) + t.sum(-1) + smooth
+    loss = 1.0 - numerator / denominator                              # (B, K)
+    if not present_only:
+        return loss.mean()
+    present = (t.sum(-1) > 0).to(loss.dtype)
+    return (loss * present).sum() / present.sum().clamp_min(1.0)
+
+
+def resize_to_target(maps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Bilinear upsampling of (B, K, h, w) maps to the (B, H, W) target's size (as ZegCLIP)."""
+    if maps.shape[-2:] == target.shape[-2:]:
+        return maps
+    return F.interpolate(maps, size=target.shape[-2:], mode="bilinear", align_corners=False)

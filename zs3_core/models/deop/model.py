@@ -1,0 +1,161 @@
+"""DeOP: Decoupled One-Pass network for zero-shot semantic segmentation (Han et al. 2023).
+
+Two decoupled streams, one CLIP pass per image (Sec. 4, Fig. 2):
+1. class-agnostic mask proposals M (B, N, S/4, S/4) from a MaskFormer-style network;
+2. the frozen CLIP image encoder with generalized patch severance α = 1 on its last layer
+   (Sec. 4.1, Table 4) → F_V; the anchor heatmap decoder pools one embedding per proposal
+   (Sec. 4.2) which is classified against the text embeddings plus a learned "void"
+   embedding at temperature 100 (zsseg/SimBaseline);
+3. mask-class combination (MaskFormer semantic inference):
+   S_c = Σ_n sigmoid(M_n) · softmax(cls_n)[c] for the C classes (void dropped).
+   Deviation: S is divided by the total mask mass Σ_n sigmoid(M_n), which turns it into a
+   per-pixel distribution over C classes + void (same argmax). Without it the sum of 100
+   overlapping sigmoids starts far above 1 and a loss on probabilities has no gradient.
+
+Prompt learning (Sec. 3.2, supp. Table 7 "Both"): a CoOp-style learned text context
+(16 tokens at the input layer, N(0, 0.02); the paper initialises it from an offline-learned
+prompt, which needs CLIP's training data — deviation) and an additive visual prompt, one
+learned vector per patch added to the patch embeddings (zero-initialised so training starts
+from plain CLIP). CLIP's own weights stay frozen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zs3_core.clip import severance_last_layer
+from zs3_core.config import ModelConfig, dataclass_from_dict
+from zs3_core.losses import dice_loss, one_hot_targets, probability_focal_loss, resize_to_target
+from zs3_core.models.base import ZeroShotSegmentationModel
+from zs3_core.models.deop.anchor_decoder import AnchorHeatmapDecoder
+from zs3_core.models.deop.proposals import MaskProposalNetwork
+from zs3_core.models.ldvc.prompts import TextDeepPrompts, encode_prompted_classes
+
+
+@dataclass(frozen=True)
+class DeOPOptions:
+    """The `model.options` section of a DeOP config (sources in config/models/deop_*.yaml)."""
+    proposal_queries: int = 100                      # Sec. 5 implementation details
+    proposal_channels: tuple[int, ...] = (64, 128, 256, 512)
+    proposal_hidden_dim: int = 256                   # MaskFormer defaults from here on
+    proposal_mask_dim: int = 256
+    proposal_decoder_layers: int = 6
+    proposal_heads: int = 8
+    proposal_ffn_dim: int = 2048
+    severance_alpha: float = 1.0                     # on the last CLIP layer only (Table 4)
+    anchor_decoder_layers: int = 1                   # K (Table 5)
+    anchor_heads: int = 8
+    anchor_ffn_dim: int = 2048
+    text_prompt_tokens: int = 16                     # zsseg / SimBaseline learned prompt
+    additive_visual_prompt: bool = True              # supp. Table 7 "Both"
+    logit_scale: float = 100.0                       # CLIP temperature
+    focal_weight: float = 2.0                        # reference code
+    dice_weight: float = 0.8
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+class AdditivePatchPrompt(nn.Module):
+    """A learned (width, g, g) map added to the patch embeddings (DeOP supp. B "adding prompts").
+
+    Attached as a forward hook on CLIP's patch-embedding conv, because the CLIP tower has no
+    additive-prompt input; resized bilinearly if the patch grid differs from g × g.
+    """
+
+    def __init__(self, width: int, grid: int):
+        super().__init__()
+        self.prompt = nn.Parameter(torch.zeros(1, width, grid, grid))
+
+    def forward(self, patch_embeddings: torch.Tensor) -> torch.Tensor:
+        prompt = self.prompt
+        if prompt.shape[-2:] != patch_embeddings.shape[-2:]:
+            prompt = F.interpolate(prompt, size=patch_embeddings.shape[-2:], mode="bilinear", align_corners=False)
+        return patch_embeddings + prompt.to(patch_embeddings.dtype)
+
+    def hook(self, _module: nn.Module, _inputs, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook for CLIP's `visual.conv1` (a bound method, so deepcopy rebinds it)."""
+        return self(output)
+
+
+class DeOP(ZeroShotSegmentationModel):
+    """(B, 3, S, S) image + (C, D) class embeddings → (B, C, S/4, S/4) mask-class scores."""
+
+    def __init__(self, config: ModelConfig, clip):
+        super().__init__()
+        self.config = config
+        self.options = dataclass_from_dict(DeOPOptions, config.options, "model.options")
+        opts = self.options
+        vision, text = clip.config.vision, clip.config.text
+        self.clip = clip
+        self.clip.requires_grad_(False)
+        self.severance = severance_last_layer(vision.layers, opts.severance_alpha)
+        self.proposals = MaskProposalNetwork(opts.proposal_queries, opts.proposal_channels, opts.proposal_hidden_dim,
+                                             opts.proposal_mask_dim, opts.proposal_decoder_layers,
+                                             opts.proposal_heads, opts.proposal_ffn_dim)
+        dim = clip.config.embed_dim
+        self.anchor_decoder = AnchorHeatmapDecoder(dim, opts.proposal_queries, opts.anchor_decoder_layers,
+                                                   opts.anchor_heads, opts.anchor_ffn_dim)
+        self.void_embedding = nn.Parameter(torch.randn(1, dim) * dim ** -0.5)
+        self.text_prompts = TextDeepPrompts(1, opts.text_prompt_tokens, text.width)
+        self.visual_prompt = None
+        if opts.additive_visual_prompt:
+            self.visual_prompt = AdditivePatchPrompt(vision.width, config.input_size // vision.patch_size)
+            self.clip.visual.conv1.register_forward_hook(self.visual_prompt.hook)
+
+    def encode_classes(self, names: Sequence[str], template: str) -> torch.Tensor:
+        """(C, D) normalised text classifiers with the learned context (template "{}.")."""
+        return encode_prompted_classes(self.clip, self.text_prompts, names, template)
+
+    def classify_proposals(self, image: torch.Tensor, mask_logits: torch.Tensor,
+                           class_embeddings: torch.Tensor) -> torch.Tensor:
+        """One severed CLIP pass + anchor pooling → (B, N, C + 1) class logits, void last."""
+        features = self.clip.visual(image, severance=self.severance).patch_features    # (B, D, h, w)
+        pooled, _ = self.anchor_decoder(features, mask_logits)                          # (B, N, D)
+        classifiers = torch.cat([class_embeddings.to(pooled.dtype), self.void_embedding.to(pooled.dtype)])
+        return self.options.logit_scale * pooled @ F.normalize(classifiers, dim=-1).t()
+
+    def forward(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> Union[torch.Tensor, dict]:
+        """Eval: (B, C, S/4, S/4) class probabilities Σ_n w_n·softmax(cls_n)[c], w = normalised
+        sigmoid(M) (the "logits" of the base interface are already probabilities here).
+
+        Training: a dict for `compute_loss` with "semantic" (B, C + 1, S/4, S/4) including the
+        void channel, "masks" (B, N, S/4, S/4) logits and "class_logits" (B, N, C + 1).
+        """
+        mask_logits = self.proposals(image)
+        class_logits = self.classify_proposals(image, mask_logits, class_embeddings)
+        probs = class_logits.softmax(dim=-1)
+        if not self.training:
+            probs = probs[..., :-1]
+        masks = mask_logits.sigmoid()
+        weights = masks / masks.sum(dim=1, keepdim=True).clamp_min(1e-6)          # see module doc
+        semantic = torch.einsum("bnk,bnhw->bkhw", probs, weights)
+        if not self.training:
+            return semantic
+        return {"semantic": semantic, "masks": mask_logits, "class_logits": class_logits}
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Identity up to rounding: forward already returns probabilities (the void mass is
+        what the C classes leave to 1, so the unlabeled threshold sees it)."""
+        return logits.clamp(0.0, 1.0)
+
+    def compute_loss(self, outputs: dict, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Focal ×2.0 + dice ×0.8 on the semantic map, ignored pixels → void (reference code).
+
+        Set-matching free: the loss supervises the combined per-pixel map, not individual
+        proposals, so no Hungarian matching is needed and the proposal network learns
+        through it (its mask-only loss in the paper needs matching; see models.md).
+        """
+        if not isinstance(outputs, dict):
+            raise TypeError("DeOP.compute_loss needs the dict that forward returns in training mode "
+                            "(call model.train() before the forward pass)")
+        opts = self.options
+        semantic = resize_to_target(outputs["semantic"].float(), targets)
+        onehot = one_hot_targets(targets, semantic.shape[1] - 1, void=True)
+        focal = probability_focal_loss(semantic, onehot, opts.focal_alpha, opts.focal_gamma)
+        dice = dice_loss(semantic, onehot)
+        loss = opts.focal_weight * focal + opts.dice_weight * dice
+        return {"loss": loss, "loss_focal": focal.detach(), "loss_dice": dice.detach()}
