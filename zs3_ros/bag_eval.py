@@ -1,0 +1,253 @@
+"""`zs3 bag-eval`: replay a recorded bag through the node's Segmenter and score it.
+
+The image path is the node's: the same conversions (`zs3_ros.conversions`), the same
+`Segmenter.segment` with an immutable vocabulary snapshot, the same output messages. What
+bag evaluation adds is ground truth (by header stamp), a vocabulary schedule, metrics
+(`zs3_core.metrics`) and a report. A corrupt bag stops the replay with a `BagReadError`
+but everything scored until then is still written, marked incomplete.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zs3_core.eval_report import (
+    latency_stats, plot_confusion_matrix, plot_latency_histogram, plot_per_class_iou,
+    write_metrics_json, write_report_md,
+)
+from zs3_core.metrics import ConfusionMatrix
+from zs3_ros.annotated_bag import AnnotatedBagWriter
+from zs3_ros.bag_io import (
+    COMPRESSED_TYPES, IMAGE_TYPES, BagReadError, connections_for, decode_label_image, decode_rgb,
+    is_rosbag1, iter_messages, open_bag, stamp_ns,
+)
+from zs3_ros.ground_truth import (
+    IGNORE, EvaluationClasses, StampMatcher, load_label_png, read_labels_dir,
+)
+from zs3_ros.vocabulary_schedule import VocabularySchedule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BagEvalOptions:
+    bag: Path
+    image_topic: str
+    out_dir: Path
+    schedule: VocabularySchedule
+    labels_topic: str | None = None
+    labels_dir: Path | None = None
+    gt_class_names: list[str] | None = None     # GT id → name; default: the evaluation classes
+    class_map: dict[str, str] = field(default_factory=dict)
+    unseen: list[str] | None = None             # names of unseen classes, for mIoU(S/U), hIoU
+    stamp_tolerance_ns: int = 1_000_000
+    write_bag: bool = False
+    write_bag_storage: str | None = None        # default: the input's rosbag2 storage, else mcap
+    node_name: str = "zs3_segmenter"
+    max_frames: int | None = None
+    progress: bool = True
+    plots: bool = True
+
+
+@dataclass
+class FrameRecord:
+    index: int
+    stamp_ns: int
+    bag_time_s: float
+    vocabulary_version: int
+    latency_ms: float                 # decode + segment (the node's receive → publish work)
+    inference_ms: float               # inside Segmenter.segment
+    miou: float | None = None
+    pacc: float | None = None
+
+
+@dataclass
+class BagEvalResult:
+    metrics: dict
+    frames: list[FrameRecord]
+    confusion: ConfusionMatrix | None
+    error: BagReadError | None = None
+    annotated_bag: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None
+
+
+def _storage_of(bag: Path) -> str:
+    if is_rosbag1(bag):
+        return "ros1"
+    return "mcap" if any(Path(bag).glob("*.mcap")) else "sqlite3"
+
+
+class _Pending:
+    """A segmented frame waiting for its ground truth."""
+
+    __slots__ = ("record", "labels", "vocab_index")
+
+    def __init__(self, record, labels, vocab_index):
+        self.record, self.labels, self.vocab_index = record, labels, vocab_index
+
+
+def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
+    """Segment every image of `options.image_topic`, score against ground truth, write outputs."""
+    opts = options
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    eval_names = opts.schedule.all_classes
+    for extra in (opts.class_map or {}).values():
+        if extra not in eval_names:
+            log.warning("class map target %r is in no vocabulary; its pixels are not scored", extra)
+    classes = EvaluationClasses(eval_names, opts.gt_class_names or list(eval_names), opts.class_map)
+    if classes.unmatched_gt_names:
+        log.info("ground-truth classes not in any vocabulary (not scored): %s",
+                 ", ".join(classes.unmatched_gt_names[:20]))
+    # Encode every vocabulary up front, as the node encodes off the image path.
+    vocabularies = [segmenter.encode_vocabulary(list(e.classes), e.template) for e in opts.schedule.entries]
+    pred_luts = [classes.prediction_lut(v.names) for v in vocabularies]
+    confusion = ConfusionMatrix(len(eval_names), ignore_index=IGNORE, class_names=eval_names)
+    matcher = StampMatcher(opts.stamp_tolerance_ns)
+    records: list[FrameRecord] = []
+    error: BagReadError | None = None
+
+    reader = open_bag(opts.bag)
+    annotated = None
+    try:
+        image_conns = connections_for(reader, opts.image_topic, IMAGE_TYPES + COMPRESSED_TYPES)
+        label_conns = (connections_for(reader, opts.labels_topic, IMAGE_TYPES + COMPRESSED_TYPES)
+                       if opts.labels_topic else [])
+        label_files = read_labels_dir(opts.labels_dir) if opts.labels_dir else None
+        if opts.write_bag:
+            storage = opts.write_bag_storage or {"ros1": "mcap"}.get(_storage_of(opts.bag), _storage_of(opts.bag))
+            annotated = AnnotatedBagWriter(opts.out_dir / "annotated_bag", storage, opts.node_name,
+                                           backend=getattr(segmenter, "backend_name", ""))
+        total = sum(c.msgcount for c in image_conns)
+        if opts.max_frames:
+            total = min(total, opts.max_frames)
+        start_ns = reader.reader.start_time
+        threshold = float(getattr(segmenter, "unlabeled_threshold", 0.0))
+        current = -1
+
+        def score(pending: _Pending, gt: np.ndarray) -> None:
+            vocab_names = vocabularies[pending.vocab_index].names
+            if gt.shape != pending.labels.shape:
+                raise ValueError(f"ground truth at stamp {pending.record.stamp_ns} is "
+                                 f"{gt.shape[1]}x{gt.shape[0]} but the image is "
+                                 f"{pending.labels.shape[1]}x{pending.labels.shape[0]}")
+            pred = pred_luts[pending.vocab_index][pending.labels]
+            target = classes.target(gt, vocab_names)
+            frame_cm = ConfusionMatrix(len(eval_names), ignore_index=IGNORE).update(pred, target)
+            confusion.merge(frame_cm)
+            if frame_cm.counts.sum():
+                pending.record.miou = frame_cm.summary()["mIoU"]
+                pending.record.pacc = frame_cm.pixel_accuracy()
+
+        from tqdm import tqdm
+        bar = tqdm(total=total, unit="frame", desc="bag-eval", disable=not opts.progress)
+        loop_start = time.perf_counter()
+        try:
+            for message in iter_messages(reader, image_conns + label_conns):
+                if message.topic == opts.labels_topic:
+                    pair = matcher.add_labels(stamp_ns(message.msg), decode_label_image(message))
+                    if pair:
+                        score(*pair)
+                    continue
+                if opts.max_frames and len(records) >= opts.max_frames:
+                    if not label_conns:
+                        break
+                    continue
+                t0 = time.perf_counter()
+                rgb = decode_rgb(message)
+                bag_time = (message.log_time_ns - start_ns) / 1e9
+                vi = opts.schedule.index_at(bag_time)
+                result = segmenter.segment(rgb, vocabulary=vocabularies[vi])
+                latency = (time.perf_counter() - t0) * 1e3
+                stamp = stamp_ns(message.msg)
+                record = FrameRecord(len(records), stamp, bag_time, vocabularies[vi].version, latency,
+                                     float(result.timings.get("total", 0.0)))
+                records.append(record)
+                if annotated is not None:
+                    if vi != current:
+                        annotated.write_label_info(message.log_time_ns, vocabularies[vi], threshold)
+                    annotated.write_frame(message.log_time_ns, stamp, str(message.msg.header.frame_id),
+                                          rgb, result, vocabularies[vi], latency)
+                current = vi
+                pending = _Pending(record, result.labels, vi)
+                if label_files is not None:
+                    key = min(label_files, key=lambda s: abs(s - stamp))
+                    if abs(key - stamp) <= opts.stamp_tolerance_ns:
+                        score(pending, load_label_png(label_files[key]))
+                    else:
+                        matcher.frames_without_gt += 1
+                elif label_conns:
+                    pair = matcher.add_frame(stamp, pending)
+                    if pair:
+                        score(*pair)
+                bar.update(1)
+        except BagReadError as err:
+            error = err
+            log.error("%s", err)
+        finally:
+            bar.close()
+        wall = time.perf_counter() - loop_start
+        matcher.finish()
+    finally:
+        reader.close()
+        if annotated is not None:
+            annotated.close()
+
+    unseen = [n for n in (opts.unseen or []) if n in eval_names]
+    split = None
+    if opts.unseen is not None:
+        unseen_ids = [eval_names.index(n) for n in unseen]
+        split = ([i for i in range(len(eval_names)) if i not in unseen_ids], unseen_ids)
+    has_gt = bool(label_conns or opts.labels_dir)
+    metrics = {
+        "source": str(opts.bag),
+        "image_topic": opts.image_topic,
+        "labels": opts.labels_topic or (str(opts.labels_dir) if opts.labels_dir else None),
+        "complete": error is None,
+        "error": str(error) if error else None,
+        "backend": getattr(segmenter, "backend_name", ""),
+        "frames": len(records),
+        "frames_scored": sum(r.miou is not None for r in records) if has_gt else 0,
+        "frames_without_gt": matcher.frames_without_gt if has_gt else len(records),
+        "gt_without_frame": matcher.gt_without_frame,
+        "throughput_fps": len(records) / wall if wall > 0 else 0.0,
+        "classes": eval_names,
+        "unseen_classes": unseen,
+        "vocabulary_schedule": [{"at": e.at_s, "classes": list(e.classes), "version": v.version}
+                                for e, v in zip(opts.schedule.entries, vocabularies)],
+        "latency_ms": {"frame": latency_stats([r.latency_ms for r in records]),
+                       "inference": latency_stats([r.inference_ms for r in records])},
+        "aggregate": confusion.summary(*(split or (None, None))) if has_gt else {},
+        "per_frame": [r.__dict__ for r in records],
+    }
+    result = BagEvalResult(metrics, records, confusion if has_gt else None, error,
+                           annotated.path if annotated else None)
+    result.files = write_outputs(result, opts)
+    return result
+
+
+def write_outputs(result: BagEvalResult, opts: BagEvalOptions) -> list[Path]:
+    """metrics.json, plots and report.md into `opts.out_dir`."""
+    out = opts.out_dir
+    plots: list[Path] = []
+    if opts.plots:
+        lat = [r.latency_ms for r in result.frames]
+        if lat:
+            plots.append(plot_latency_histogram(out / "latency_histogram.png", lat))
+        if result.confusion is not None and result.confusion.counts.sum():
+            plots.append(plot_per_class_iou(out / "per_class_iou.png",
+                                            result.metrics["aggregate"]["per_class_iou"],
+                                            result.metrics["unseen_classes"]))
+            plots.append(plot_confusion_matrix(out / "confusion_matrix.png", result.confusion.matrix,
+                                               result.metrics["classes"]))
+    files = [write_metrics_json(out / "metrics.json", result.metrics)]
+    files.append(write_report_md(out / "report.md", result.metrics, [p.name for p in plots]))
+    return files + plots
