@@ -5,9 +5,7 @@ Same topics, types, encodings and header stamps as the live `zs3_segmenter` node
 can replay an evaluation in RViz or Foxglove next to the source bag. The custom message
 definitions travel inside the bag (registered from msg/*.msg).
 
-`segmentation_info_fields` and `label_info_fields` hold the node's message semantics as
-plain functions; the node builds the same fields in `SegmenterNode._info` /
-`_publish_label_info`.
+Message contents come from `zs3_ros.output_fields`, the functions the live node uses too.
 """
 from __future__ import annotations
 
@@ -18,36 +16,9 @@ import numpy as np
 
 from zs3_core import visualize
 from zs3_ros.bag_io import BagWriter, image_message
+from zs3_ros.output_fields import label_info_fields, segmentation_info_fields
 
 OUTPUT_TOPICS = ("labels", "confidence", "info", "overlay", "label_info")
-
-
-def segmentation_info_fields(result: Any, vocabulary: Any, latency_ms: float, inference_ms: float,
-                             backend: str) -> dict:
-    """zs3_ros/SegmentationInfo fields (all but header) for one SegmentationResult."""
-    fraction = np.asarray(result.class_fraction, np.float32)
-    return dict(
-        vocabulary_version=int(vocabulary.version),
-        class_ids=np.arange(len(vocabulary.names), dtype=np.uint16),
-        class_names=list(vocabulary.names),
-        class_confidence=np.asarray(result.class_confidence, np.float32),
-        pixel_fraction=fraction,
-        unlabeled_fraction=float(max(0.0, 1.0 - float(np.sum(fraction, dtype=np.float64)))),
-        latency_ms=float(latency_ms),
-        inference_ms=float(inference_ms),
-        backend=str(backend),
-    )
-
-
-def label_info_fields(vocabulary: Any, threshold: float) -> dict:
-    """zs3_ros/LabelInfo fields (all but header and colors) plus `rgba`: (C, 4) float colours."""
-    n = len(vocabulary.names)
-    rgba = np.ones((n, 4), np.float32)
-    rgba[:, :3] = visualize.class_colors(n).astype(np.float32) / 255.0
-    return dict(vocabulary_version=int(vocabulary.version),
-                class_ids=np.arange(n, dtype=np.uint16), class_names=list(vocabulary.names),
-                threshold=float(threshold), unlabeled_value=int(vocabulary.unlabeled_value),
-                prompt_template=vocabulary.template or "", rgba=rgba)
 
 
 class AnnotatedBagWriter:

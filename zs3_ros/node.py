@@ -40,6 +40,7 @@ from zs3_core.config import load_model_config
 from zs3_core.segmenter import Segmenter
 from zs3_ros.conversions import ImageConversionError, compressed_to_rgb, image_to_rgb, numpy_to_image
 from zs3_ros.msg import LabelInfo, SegmentationInfo
+from zs3_ros.output_fields import label_info_fields, segmentation_info_fields
 from zs3_ros.params import ConfigError, NodeConfig, declare_parameters, read_config, resolve_path, updated_config
 from zs3_ros.qos import input_qos, latched_qos, output_qos
 from zs3_ros.srv import GetVocabulary, SetVocabulary
@@ -248,18 +249,8 @@ class SegmenterNode(Node):
         self._stats.inference_ms.append(inference_ms)
 
     def _info(self, header: Any, result: Any, vocabulary: Any, latency_ms: float, inference_ms: float) -> SegmentationInfo:
-        info = SegmentationInfo()
-        info.header = header
-        info.vocabulary_version = int(vocabulary.version)
-        info.class_ids = list(range(len(vocabulary.names)))
-        info.class_names = list(vocabulary.names)
-        info.class_confidence = np.asarray(result.class_confidence, dtype=np.float32).tolist()
-        info.pixel_fraction = np.asarray(result.class_fraction, dtype=np.float32).tolist()
-        info.unlabeled_fraction = float(max(0.0, 1.0 - float(np.sum(result.class_fraction, dtype=np.float64))))
-        info.latency_ms = float(latency_ms)
-        info.inference_ms = float(inference_ms)
-        info.backend = self._backend_name
-        return info
+        fields = segmentation_info_fields(result, vocabulary, latency_ms, inference_ms, self._backend_name)
+        return SegmentationInfo(header=header, **fields)
 
     # -- vocabulary ---------------------------------------------------------------------
 
@@ -303,17 +294,10 @@ class SegmenterNode(Node):
         return response
 
     def _publish_label_info(self, vocabulary: Any) -> None:
-        num_classes = len(vocabulary.names)
-        palette = visualize.class_colors(num_classes).astype(np.float32) / 255.0
-        msg = LabelInfo()
+        fields = label_info_fields(vocabulary, self._config.unlabeled_threshold)
+        colors = [ColorRGBA(r=float(c[0]), g=float(c[1]), b=float(c[2]), a=float(c[3])) for c in fields.pop("rgba")]
+        msg = LabelInfo(colors=colors, **fields)
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.vocabulary_version = int(vocabulary.version)
-        msg.class_ids = list(range(num_classes))
-        msg.class_names = list(vocabulary.names)
-        msg.colors = [ColorRGBA(r=float(c[0]), g=float(c[1]), b=float(c[2]), a=1.0) for c in palette[:num_classes]]
-        msg.threshold = float(self._config.unlabeled_threshold)
-        msg.unlabeled_value = int(vocabulary.unlabeled_value)
-        msg.prompt_template = vocabulary.template or ""
         self._label_info_pub.publish(msg)
 
     # -- parameters and diagnostics -----------------------------------------------------
