@@ -12,6 +12,12 @@ import sys
 
 SUBCOMMAND_MODULES = [
     "zs3_core.commands.segment",
+    "zs3_core.commands.bag_eval",
+    "zs3_core.commands.make_bag",
+    "zs3_core.commands.train",
+    "zs3_core.commands.eval",
+    "zs3_core.commands.data",
+    "zs3_core.commands.export",
 ]
 
 

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from zs3_core.backends import create_backend
+from zs3_core.backends import ImageBackend, create_backend
 from zs3_core.config import ModelConfig, dataclass_to_dict, load_model_config
 from zs3_core.models import build_model
 from zs3_core.preprocess import to_model_input, upsample_probabilities
@@ -95,13 +95,15 @@ def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float):
 class Segmenter:
     """Zero-shot segmentation of RGB frames into the classes of the current vocabulary."""
 
-    def __init__(self, model, config: ModelConfig, backend: str = "auto", device: str = "cpu",
+    def __init__(self, model, config: ModelConfig, backend: Union[str, ImageBackend] = "auto", device: str = "cpu",
                  precision: str = "fp32", model_id: Optional[str] = None,
                  max_classes: int = MAX_CLASSES):
         self.model = model.eval()
         self.config = config
         self.device = device
-        self.backend = create_backend(backend, self.model, device=device, precision=precision)
+        # A ready ImageBackend is taken as is (export verification, benchmarks share one model).
+        self.backend = backend if isinstance(backend, ImageBackend) else create_backend(
+            backend, self.model, device=device, precision=precision)
         self.model_id = model_id or _describe_model(config, None)
         self.max_classes = max_classes
         self.unlabeled_threshold = config.unlabeled_threshold

@@ -3,25 +3,50 @@ from __future__ import annotations
 
 import logging
 
+from zs3_core.backends.auto import choose_backend
 from zs3_core.backends.base import BackendError, ImageBackend
 from zs3_core.backends.torch_backend import TorchBackend
 
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = ("auto", "torch")
+BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
-def available_backends() -> list[str]:
-    """Backends that can run on this machine, fastest first."""
-    return ["torch"]
+def available_backends(device: str = "cpu") -> list[str]:
+    """Backends that can run on `device` here, fastest first (see backends/auto.py)."""
+    from zs3_core.backends.onnxruntime_backend import onnxruntime_unavailable_reason
+    from zs3_core.export.tensorrt import tensorrt_unavailable_reason
+
+    names = ["tensorrt"] if tensorrt_unavailable_reason(device) is None else []
+    names.append("torch")
+    if onnxruntime_unavailable_reason(device) is None:
+        names.append("onnxruntime")
+    return names
 
 
-def create_backend(name: str, model, device: str = "cpu", precision: str = "fp32") -> ImageBackend:
-    """The backend `name` for `model`; "auto" takes the fastest one available and logs why."""
+def create_backend(name: str, model, device: str = "cpu", precision: str = "fp32",
+                   **options) -> ImageBackend:
+    """The backend `name` for `model`; "auto" takes the fastest one available and logs why.
+
+    `options` go to the backend (max_classes, cache_dir, onnx_path); BackendError says why a
+    named backend cannot run here.
+    """
     if name not in BACKEND_NAMES:
         raise BackendError(f"backend {name!r} is unknown; choose one of {BACKEND_NAMES}")
     if name == "auto":
-        choice = available_backends()[0]
-        log.info("backend auto -> %s (the only backend available here)", choice)
-        name = choice
+        choice = choose_backend(device)
+        try:
+            backend = create_backend(choice.name, model, device, choice.precision, **options)
+        except BackendError as err:
+            log.warning("backend auto: %s failed (%s); falling back to torch/%s", choice.name, err,
+                        "fp16" if device != "cpu" else "fp32")
+            return TorchBackend(model, device, "fp16" if device != "cpu" else "fp32")
+        log.info("backend auto -> %s (%s)", backend.describe(), choice.reason)
+        return backend
+    if name == "onnxruntime":
+        from zs3_core.backends.onnxruntime_backend import OnnxRuntimeBackend
+        return OnnxRuntimeBackend(model, device=device, precision=precision, **options)
+    if name == "tensorrt":
+        from zs3_core.backends.tensorrt_backend import TensorRTBackend
+        return TensorRTBackend(model, device=device, precision=precision, **options)
     return TorchBackend(model, device=device, precision=precision)

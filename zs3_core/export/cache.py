@@ -1,0 +1,175 @@
+"""On-disk cache of compiled TensorRT engines, keyed by everything an engine depends on.
+
+An engine is valid only for the exact model weights and code, TensorRT and Torch-TensorRT
+versions, GPU (name and compute capability), precision, input size and class range it was
+built for. Caches that ignore some of these silently run a wrong engine or crash
+(pytorch/TensorRT #3148, #4226); caches that key nothing rebuild on every start (#1508).
+
+Layout: one *slot* per (model, input size, precision, class range) holding `engine.bin` and
+`manifest.json` with the full key and the engine's SHA-256. A slot whose manifest differs in
+any field (a JetPack upgrade, another GPU) or whose file fails its checksum is rebuilt in
+place, with a log line naming what changed: stale engines are replaced rather than piling up
+on a Jetson's small disk, and never reused. Nothing here needs a GPU, so it is tested on CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+ENGINE_FILE = "engine.ep"   # torch_tensorrt.save writes an ExportedProgram archive
+MANIFEST_FILE = "manifest.json"
+
+
+def default_cache_dir() -> Path:
+    """$ZS3_ENGINE_CACHE (the Docker images point it at a volume), else ~/.cache/zs3_ros/engines."""
+    return Path(os.environ.get("ZS3_ENGINE_CACHE", Path.home() / ".cache" / "zs3_ros" / "engines"))
+
+
+class EngineCacheError(RuntimeError):
+    """The cache directory cannot be used (not writable, or a build left no engine file)."""
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything a compiled engine depends on. Two keys equal ⇔ the engine is reusable."""
+    model_hash: str
+    input_size: int
+    min_classes: int
+    max_classes: int
+    precision: str
+    tensorrt_version: str
+    torch_tensorrt_version: str
+    torch_version: str
+    gpu_name: str
+    compute_capability: str
+    cache_format: int = CACHE_FORMAT
+
+    def slot(self) -> str:
+        """Directory name: what the engine computes; the environment lives in the manifest."""
+        return (f"{self.model_hash[:16]}-{self.input_size}px-{self.precision}-"
+                f"c{self.min_classes}-{self.max_classes}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def differences(self, other: dict) -> list[str]:
+        """Fields whose value in `other` (a stored manifest's key) differs, as "field: old → new"."""
+        mine = self.to_dict()
+        return [f"{name}: {other.get(name)!r} -> {value!r}" for name, value in mine.items()
+                if other.get(name) != value]
+
+
+def model_hash(model: torch.nn.Module) -> str:
+    """SHA-256 over the weights (names, shapes, dtypes, bytes), the config and the source of
+    every module class in the model: retrained weights, a changed option or edited model code
+    all give a new hash, hence a new engine."""
+    h = hashlib.sha256()
+    config = getattr(model, "config", None)
+    h.update(repr(config).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)   # 0-d tensors cannot be viewed as bytes
+        h.update(f"{name}:{tuple(tensor.shape)}:{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    for path in sorted({_source_file(type(m)) for m in model.modules()} - {None}):
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()
+
+
+def _source_file(cls: type) -> Optional[str]:
+    if not cls.__module__.startswith("zs3_core"):
+        return None   # torch's own modules: covered by torch_version
+    try:
+        return inspect.getsourcefile(cls)
+    except (TypeError, OSError):
+        return None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    path: Path           # the engine file to load
+    built: bool          # True when this call built it
+    build_seconds: float
+    reason: str          # why it was built or reused, for the log and diagnostics
+
+
+class EngineCache:
+    """`get_or_build(key, build)`: the cached engine for `key`, or a fresh one from `build`."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root else default_cache_dir()
+
+    def slot_dir(self, key: EngineKey) -> Path:
+        return self.root / key.slot()
+
+    def validate(self, key: EngineKey) -> tuple[bool, str]:
+        """(usable, reason): usable only if the manifest's key equals `key` field for field
+        and the engine file's checksum matches the manifest."""
+        slot = self.slot_dir(key)
+        manifest_path, engine_path = slot / MANIFEST_FILE, slot / ENGINE_FILE
+        if not manifest_path.exists():
+            return False, "no cached engine"
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            return False, f"unreadable manifest ({err})"
+        diffs = key.differences(manifest.get("key", {}))
+        if diffs:
+            return False, "cached engine was built for another setup (" + "; ".join(diffs) + ")"
+        if not engine_path.exists():
+            return False, "manifest without engine file"
+        if file_sha256(engine_path) != manifest.get("engine_sha256"):
+            return False, "engine file does not match its checksum (truncated or modified)"
+        return True, f"cached engine matches (built {manifest.get('built_at', '?')} in {manifest.get('build_seconds', 0):.0f} s)"
+
+    def get_or_build(self, key: EngineKey, build: Callable[[Path], None]) -> CacheResult:
+        """Reuse the slot's engine if valid; otherwise call `build(path)` to write a new engine
+        file, and record it. The new entry is written in a temporary directory and renamed into
+        place, so an interrupted build never leaves a half-written engine that looks valid."""
+        ok, reason = self.validate(key)
+        if ok:
+            log.info("TensorRT engine %s: %s", key.slot(), reason)
+            return CacheResult(self.slot_dir(key) / ENGINE_FILE, False, 0.0, reason)
+        log.warning("TensorRT engine %s: %s; building it now (minutes on a Jetson)", key.slot(), reason)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key.slot()}.", dir=self.root))
+        try:
+            start = time.perf_counter()
+            build(tmp / ENGINE_FILE)
+            seconds = time.perf_counter() - start
+            if not (tmp / ENGINE_FILE).exists():
+                raise EngineCacheError(f"the engine build wrote no file at {tmp / ENGINE_FILE}")
+            manifest = {"key": key.to_dict(), "engine_sha256": file_sha256(tmp / ENGINE_FILE),
+                        "build_seconds": round(seconds, 2), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+            slot = self.slot_dir(key)
+            if slot.exists():
+                shutil.rmtree(slot)
+            tmp.rename(slot)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        log.warning("TensorRT engine %s built in %.1f s and cached at %s", key.slot(), seconds, slot)
+        return CacheResult(slot / ENGINE_FILE, True, seconds, reason)
