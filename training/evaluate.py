@@ -8,7 +8,6 @@ and the averaged scores upsampled back to the label map's size before the argmax
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zs3_core.datasets.sliding import slide_predict, whole_predict
+from zs3_core.eval_report import plot_per_class_iou, write_metrics_json
 
 from training.config import RunConfig
 from training.data import evaluation_set
@@ -118,38 +118,16 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
                             list(gzs3.unseen_ids), iou, summary, len(eval_set))
 
 
-def plot_per_class_iou(result: EvaluationResult, path: Path) -> Path:
-    """Bar chart of per-class IoU, seen and unseen classes in two colours."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    unseen = set(result.unseen_ids)
-    values = [0.0 if math.isnan(v) else 100 * v for v in result.iou]
-    colours = ["tab:orange" if i in unseen else "tab:blue" for i in range(len(values))]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(values) + 2), 4.5))
-    ax.bar(range(len(values)), values, color=colours)
-    ax.set_xticks(range(len(values)))
-    ax.set_xticklabels(result.class_names, rotation=90, fontsize=7)
-    ax.set_ylabel("IoU (%)")
-    ax.set_ylim(0, 100)
-    s = result.summary
-    ax.set_title(f"{result.dataset}: mIoU seen {100 * s.get('mIoU_seen', math.nan):.1f}, unseen "
-                 f"{100 * s.get('mIoU_unseen', math.nan):.1f}, hIoU {100 * s.get('hIoU', math.nan):.1f}")
-    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color="tab:blue"),
-                       plt.Rectangle((0, 0), 1, 1, color="tab:orange")], labels=["seen", "unseen"])
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def write_report(result: EvaluationResult, out_dir: Path) -> dict[str, Path]:
-    """metrics.json, metrics.md and per_class_iou.png in `out_dir`."""
+    """metrics.json, metrics.md and per_class_iou.png in `out_dir` (the writers bag-eval uses)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "metrics.json", "markdown": out_dir / "metrics.md",
              "plot": out_dir / "per_class_iou.png"}
-    paths["json"].write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    data = result.to_dict()
+    write_metrics_json(paths["json"], data)
     paths["markdown"].write_text(result.markdown())
-    plot_per_class_iou(result, paths["plot"])
+    s = result.summary
+    title = (f"{result.dataset}: mIoU seen {100 * s.get('mIoU_seen', math.nan):.1f}, unseen "
+             f"{100 * s.get('mIoU_unseen', math.nan):.1f}, hIoU {100 * s.get('hIoU', math.nan):.1f}")
+    plot_per_class_iou(paths["plot"], data["per_class_iou"], data["unseen_classes"], title=title)
     return paths

@@ -51,20 +51,26 @@ def _ms(v) -> str:
     return "–" if v is None else f"{v:.1f}"
 
 
-def plot_per_class_iou(path: str | Path, per_class: dict, unseen: Sequence[str] = ()) -> Path:
+def plot_per_class_iou(path: str | Path, per_class: dict, unseen: Sequence[str] = (),
+                       title: str | None = None) -> Path:
+    """Bar chart of per-class IoU (fractions; None/NaN classes left out), unseen in orange."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n, v in per_class.items() if v is not None]
+    unseen = set(unseen)
+    names = [n for n, v in per_class.items() if v is not None and not (isinstance(v, float) and math.isnan(v))]
     values = [100 * per_class[n] for n in names]
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names) + 2), 4))
-    colours = ["tab:orange" if n in set(unseen) else "tab:blue" for n in names]
+    colours = ["tab:orange" if n in unseen else "tab:blue" for n in names]
     ax.bar(range(len(names)), values, color=colours)
     ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=8)
     ax.set_ylabel("IoU (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("Per-class IoU" + (" (orange: unseen)" if unseen else ""))
+    ax.set_title(title or "Per-class IoU")
+    if unseen:
+        ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color="tab:blue"),
+                           plt.Rectangle((0, 0), 1, 1, color="tab:orange")], labels=["seen", "unseen"])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
