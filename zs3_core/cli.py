@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES = [
     "zs3_core.commands.segment",
     "zs3_core.commands.bag_eval",
     "zs3_core.commands.make_bag",
+    "zs3_core.commands.pretrain",
     "zs3_core.commands.train",
     "zs3_core.commands.eval",
     "zs3_core.commands.data",
