@@ -77,6 +77,9 @@ class LocalConsensusBlock(nn.Module):
         return tokens.reshape(b, h, w, d)
 
 
+PRIOR_PROBABILITY = 0.01
+
+
 class LocalConsensusDecoder(nn.Module):
     """Stack of blocks, one intermediate CLIP feature each, then eq. 13 logits.
 
@@ -90,6 +93,11 @@ class LocalConsensusDecoder(nn.Module):
         self.blocks = nn.ModuleList(
             LocalConsensusBlock(dim, tap_width, num_heads, windows_per_side, top_k, mlp_ratio)
             for _ in range(blocks))
+        # RetinaNet's prior-probability init for focal-loss training (Lin et al. 2017, Sec. 4.1;
+        # the LDVC paper is silent): every class starts at p = 0.01, not 0.5, so the first
+        # steps are not dominated by the focal loss of the many negative pixels, which
+        # otherwise drives every logit down before any class is told apart.
+        self.logit_bias = nn.Parameter(torch.tensor(-math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)))
 
     def forward(self, features: torch.Tensor, taps: list[torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
         if len(taps) != len(self.blocks):
@@ -98,4 +106,5 @@ class LocalConsensusDecoder(nn.Module):
         x = features.permute(0, 2, 3, 1)
         for block, tap in zip(self.blocks, taps):
             x = block(x, tap, classes)
-        return torch.einsum("bhwd,bcd->bchw", x, classes) / math.sqrt(x.shape[-1])
+        logits = torch.einsum("bhwd,bcd->bchw", x, classes) / math.sqrt(x.shape[-1])
+        return logits + self.logit_bias.to(logits.dtype)

@@ -17,6 +17,14 @@ class TextAdapter(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.fuse = nn.Linear(2 * dim, dim)
+        # Start as t′ = t: CLIP's class embeddings pass through unchanged and the relationship
+        # term is learned from zero. PyTorch's default init (paper silent) gives every class
+        # the same random bias, several times the size of its own t-dependent part, so all
+        # t′ start almost parallel and the logits cannot tell classes apart.
+        with torch.no_grad():
+            self.fuse.weight.zero_()
+            self.fuse.weight[:, dim:].copy_(torch.eye(dim))
+            self.fuse.bias.zero_()
 
     def forward(self, class_embeddings: torch.Tensor, global_feature: torch.Tensor) -> torch.Tensor:
         t = F.normalize(class_embeddings, dim=-1).unsqueeze(0)          # (1, C, D)
