@@ -26,6 +26,7 @@ class DataConfig:
     root: Optional[str] = None
     crop_size: int = 512
     scale_range: tuple[float, float] = (0.5, 2.0)
+    photometric_distortion: bool = True       # off when colour is the class (synthetic world)
     ignore_index: int = 255
     drop_images_without_seen: bool = False   # zsseg/DeOP: true; ZegCLIP/LDVC: false
     eval_mode: str = "slide"                  # slide | whole

@@ -31,7 +31,7 @@ def training_set(run: RunConfig) -> GZS3TrainingSet:
     data = run.data
     mean = run.model.pixel_mean
     augmentation = TrainAugmentation(data.crop_size, tuple(data.scale_range), data.ignore_index,
-                                     tuple(int(round(m)) for m in mean))
+                                     tuple(int(round(m)) for m in mean), data.photometric_distortion)
     return GZS3TrainingSet(open_source(data, "train"), augmentation, mean, run.model.pixel_std,
                            data.drop_images_without_seen, run.train.seed)
 

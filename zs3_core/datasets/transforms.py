@@ -105,12 +105,14 @@ class TrainAugmentation:
     scale_range: tuple[float, float] = (0.5, 2.0)
     ignore_index: int = IGNORE_INDEX
     pad_rgb: tuple[int, int, int] = (124, 116, 104)  # ≈ ImageNet mean: 0 after normalisation
+    photometric: bool = True   # off where colour names the class (the synthetic world's "red ...")
 
     def __call__(self, image, label, rng: np.random.Generator):
         image, label = random_rescale(image, label, rng, self.crop_size, self.scale_range)
         image, label = random_crop(image, label, rng, self.crop_size, self.ignore_index)
         image, label = random_flip(image, label, rng)
-        image = photometric_distortion(image, rng)
+        if self.photometric:
+            image = photometric_distortion(image, rng)
         return pad_to(image, label, self.crop_size, self.pad_rgb, self.ignore_index)
 
 
