@@ -69,3 +69,25 @@ def write_label_png(path: str | Path, labels: np.ndarray) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), labels):
         raise OSError(f"could not write {path}")
+
+
+def name_regions(image: np.ndarray, labels: np.ndarray, names: Sequence[str],
+                 marked: Sequence[str] = (), min_pixels: int = 50) -> np.ndarray:
+    """Write each labelled region's class name at its centroid; names in `marked` (e.g. the
+    classes a model never saw in training) get a "*" and a yellow box, so a figure shows
+    at a glance which findings are zero-shot."""
+    out = image.copy()
+    marked = set(marked)
+    for cid, name in enumerate(names):
+        ys, xs = np.nonzero(labels == cid)
+        if len(xs) < min_pixels:
+            continue
+        text = f"*{name}" if name in marked else name
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
+        x = int(np.clip(xs.mean() - tw / 2, 0, max(out.shape[1] - tw, 0)))
+        y = int(np.clip(ys.mean() + th / 2, th, out.shape[0] - 1))
+        if name in marked:
+            cv2.rectangle(out, (x - 2, y - th - 2), (x + tw + 2, y + 3), (255, 220, 0), 1)
+        cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 2, cv2.LINE_AA)
+        cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return out

@@ -4,12 +4,16 @@
 
 Starts the node in-process with the parameter file (the same path as `ros2 run zs3_ros
 zs3_segmenter --ros-args --params-file ...`), publishes moving coloured shapes over DDS,
-changes the vocabulary once through ~/set_vocabulary half way, and writes what came back:
+changes the vocabulary once through ~/set_vocabulary half way, and writes what came back.
+The default model is the shipped synthetic-world LDVC: the first vocabulary holds only the
+classes it was trained on; the second adds the held-out (unseen) classes, and the stream
+always shows one of them, so the change is visible as an unseen object getting its name.
 
     demo_out/labels/frame_NNN.png   label images as published (mono8/mono16 class ids)
-    demo_out/overlay_strip.png      input frames over their overlays, a few frames side by side
-    demo_out/frames.jsonl           one line per frame: vocabulary version, classes present, latency
-    demo_out/summary.json           vocabularies, counts, weights note
+    demo_out/overlay_strip.png      input frames over their overlays, region names, "*" = unseen
+    demo_out/frames.jsonl           one line per frame: vocabulary version, classes present,
+                                    IoU of each unseen object against the ground truth, latency
+    demo_out/summary.json           vocabularies, counts, unseen-class IoU before/after, weights note
 """
 from __future__ import annotations
 
@@ -24,11 +28,13 @@ import numpy as np
 
 from zs3_core import visualize
 from zs3_ros.conversions import image_to_numpy
-from zs3_ros.synthetic_camera import moving_shapes, running_segmenter, world_class_names
+from zs3_ros.synthetic_camera import moving_scenes, running_segmenter, world_class_names
 
 log = logging.getLogger("zs3_ros.demo")
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_VOCABULARY = ["red circle", "green square", "blue triangle"]
+FIRST_VOCABULARY = world_class_names(which="seen")      # what the shipped models were trained on
+SECOND_VOCABULARY = world_class_names(which="all")      # + the held-out classes
+UNSEEN = world_class_names(which="unseen")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default="demo_out", help="output folder (created)")
     parser.add_argument("--frames", type=int, default=30, help="frames to publish (>= 20)")
     parser.add_argument("--fps", type=float, default=5.0, help="camera rate")
-    parser.add_argument("--size", default="240x320", help="frame size HxW")
+    parser.add_argument("--size", default="256x256", help="frame size HxW")
     parser.add_argument("--config", default=str(ROOT / "config" / "segment.yaml"), help="node parameter file")
     parser.add_argument("--strip", type=int, default=6, help="frames in the overlay strip")
     return parser.parse_args(argv)
@@ -46,8 +52,8 @@ def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     height, width = (int(v) for v in args.size.lower().split("x"))
-    frames = list(moving_shapes(args.frames, size=(height, width), fps=args.fps))
-    second_vocabulary = world_class_names()          # all 36 colour x shape classes, unseen ones included
+    scenes = list(moving_scenes(args.frames, size=(height, width), fps=args.fps))
+    frames = [scene.image for scene in scenes]
     switch_at = len(frames) // 2
     records, strip = [], []
     strip_at = set(np.linspace(0, len(frames) - 1, args.strip).round().astype(int).tolist())
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace) -> dict:
         start = time.monotonic()
         for i, frame in enumerate(frames):
             if i == switch_at:
-                pending = client.set_vocabulary_async(second_vocabulary)   # the stream keeps going
+                pending = client.set_vocabulary_async(SECOND_VOCABULARY)   # the stream keeps going
             keys.append(client.publish(frame))
             time.sleep(max(0.0, start + (i + 1) * period - time.monotonic()))
             if pending is not None and pending.done():
@@ -91,12 +97,14 @@ def run(args: argparse.Namespace) -> dict:
             present = [name for name, fraction in zip(info.class_names, info.pixel_fraction) if fraction > 0]
             visualize.write_label_png(out / "labels" / f"frame_{i:03d}.png", labels)
             record.update(published=True, vocabulary_version=info.vocabulary_version, num_classes=len(info.class_names),
-                          classes_present=present, latency_ms=round(info.latency_ms, 2),
+                          classes_present=present, unseen_iou=unseen_object_iou(scenes[i], labels, info.class_names),
+                          latency_ms=round(info.latency_ms, 2),
                           inference_ms=round(info.inference_ms, 2),
                           round_trip_ms=round((outputs.arrived["labels"] - outputs.published_at) * 1000, 2))
             records.append(record)
             if i in strip_at and outputs.overlay is not None:
-                strip.append(np.concatenate([frames[i], image_to_numpy(outputs.overlay)], axis=0))
+                named = visualize.name_regions(image_to_numpy(outputs.overlay), labels, info.class_names, UNSEEN)
+                strip.append(np.concatenate([frames[i], named], axis=0))
         counters = node.frame_counters()
 
     with open(out / "frames.jsonl", "w") as f:
@@ -114,9 +122,37 @@ def run(args: argparse.Namespace) -> dict:
         "vocabulary_after": {"version": reply.vocabulary_version, "classes": list(reply.class_names),
                              "encode_time_ms": round(reply.encode_time_ms, 1), "requested_at_frame": switch_at},
         "median_latency_ms": float(np.median([r["latency_ms"] for r in published])) if published else None,
+        "unseen_iou": {"before": mean_unseen_iou(published, first.vocabulary_version),
+                       "after": mean_unseen_iou(published, reply.vocabulary_version)},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def unseen_object_iou(scene, labels: np.ndarray, class_names) -> dict[str, float]:
+    """IoU of each unseen object in the frame against its ground truth (0 while the class is
+    not in the vocabulary: nothing can be labelled with a name the node was not given)."""
+    world_names = SECOND_VOCABULARY
+    result = {}
+    for cid in scene.class_ids:
+        name = world_names[cid]
+        if name not in UNSEEN:
+            continue
+        truth = scene.labels == cid
+        predicted = labels == list(class_names).index(name) if name in class_names else np.zeros_like(truth)
+        union = np.logical_or(truth, predicted).sum()
+        result[name] = round(float(np.logical_and(truth, predicted).sum() / union), 4) if union else 0.0
+    return result
+
+
+def mean_unseen_iou(records: list, version: int) -> dict[str, float]:
+    """Per unseen class, the mean IoU over the frames segmented with vocabulary `version`."""
+    values: dict[str, list] = {}
+    for r in records:
+        if r.get("vocabulary_version") == version:
+            for name, iou in r["unseen_iou"].items():
+                values.setdefault(name, []).append(iou)
+    return {name: round(float(np.mean(v)), 4) for name, v in values.items()}
 
 
 def main(argv=None) -> int:
@@ -129,6 +165,9 @@ def main(argv=None) -> int:
     versions = sorted({r for r in [summary["vocabulary_before"]["version"], summary["vocabulary_after"]["version"]]})
     log.info("%d of %d frames segmented, vocabulary versions %s, median latency %.1f ms",
              summary["frames_segmented"], summary["frames_published"], versions, summary["median_latency_ms"] or 0)
+    for name, iou in summary["unseen_iou"]["after"].items():
+        log.info("unseen class %r: IoU %.2f before the vocabulary change, %.2f after", name,
+                 summary["unseen_iou"]["before"].get(name, 0.0), iou)
     log.info("wrote %s (labels/, overlay_strip.png, frames.jsonl, summary.json)", args.out)
     if summary["random_weights"]:
         log.warning("NOTE: the weights are RANDOM; the labels show the pipeline working, not real segmentation")

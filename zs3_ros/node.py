@@ -103,7 +103,7 @@ class SegmenterNode(Node):
         self._segmenter = segmenter if segmenter is not None else self._load_segmenter(cfg)
         self._backend_name = str(getattr(self._segmenter, "backend_name", cfg.backend))
         # The vocabulary in force: one immutable reference, replaced whole (never patched).
-        self._vocabulary = self._segmenter.encode_vocabulary(list(cfg.classes), cfg.prompt_template)
+        self._vocabulary = self._segmenter.encode_vocabulary(list(cfg.classes), cfg.prompt_template or None)
         self._vocab_lock = threading.Lock()   # serialises writers; readers take the reference
         self._weights_note = _weights_note(self._segmenter, cfg)
 

@@ -38,7 +38,7 @@ class NodeConfig:
     precision: str = "fp32"
     input_size: int = 0                       # 0 = the model config's own input size
     classes: tuple[str, ...] = ("red circle", "green square", "blue triangle")
-    prompt_template: str = "a photo of a {}."
+    prompt_template: str = ""          # empty: the model config's template (what it was trained with)
     unlabeled_threshold: float = 0.0
     publish_overlay: bool = True
     overlay_alpha: float = 0.5
@@ -58,7 +58,7 @@ class NodeConfig:
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if not self.model_config:
             raise ConfigError("model_config is empty: give the path of a model YAML (e.g. config/models/clip_baseline_tiny.yaml)")
-        if "{}" not in self.prompt_template:
+        if self.prompt_template and "{}" not in self.prompt_template:
             raise ConfigError(f"prompt_template must contain '{{}}' where the class name goes, got {self.prompt_template!r}")
         if not self.classes:
             raise ConfigError("classes is empty: give at least one class name")
@@ -102,7 +102,7 @@ _SPEC: dict[str, tuple[int, str, dict, bool]] = {
     "precision": (ParameterType.PARAMETER_STRING, "Inference precision", {"additional_constraints": "one of " + ", ".join(PRECISIONS)}, True),
     "input_size": (ParameterType.PARAMETER_INTEGER, "Square network input size in pixels; 0 = the model config's", _int_range(0, 4096), True),
     "classes": (ParameterType.PARAMETER_STRING_ARRAY, "Initial vocabulary; change it at run time with ~/set_vocabulary", {}, True),
-    "prompt_template": (ParameterType.PARAMETER_STRING, "Text prompt with '{}' for the class name", {}, True),
+    "prompt_template": (ParameterType.PARAMETER_STRING, "Text prompt with '{}' for the class name; empty = the model config's", {}, True),
     "unlabeled_threshold": (ParameterType.PARAMETER_DOUBLE,
                             "Pixels whose top probability is below this get the unlabeled value", _float_range(0.0, 1.0), False),
     "publish_overlay": (ParameterType.PARAMETER_BOOL, "Publish ~/overlay (computed only while someone subscribes)", {}, False),

@@ -58,20 +58,31 @@ def wait_until(predicate, timeout: float, interval: float = 0.01) -> bool:
     return True
 
 
-def moving_shapes(num_frames: int, size: tuple[int, int] = (240, 320), fps: float = 5.0,
-                  seed: int = 0) -> Iterator[np.ndarray]:
-    """(H, W, 3) uint8 RGB frames of coloured shapes gliding over a textured background."""
+def moving_scenes(num_frames: int, size: tuple[int, int] = (240, 320), fps: float = 5.0,
+                  seed: int = 0) -> Iterator:
+    """Scenes (frame, ground-truth labels, objects) of coloured shapes gliding over a
+    textured background; one of the shapes is a class held out of segmentation training."""
     from zs3_core.synthetic import SyntheticWorld, WorldConfig
 
     world = SyntheticWorld(WorldConfig(seed=seed, image_size=tuple(size), objects=(3, 4)))
-    for scene in world.camera_stream(num_frames, fps=fps, seed=seed):
+    yield from world.camera_stream(num_frames, fps=fps, seed=seed)
+
+
+def moving_shapes(num_frames: int, size: tuple[int, int] = (240, 320), fps: float = 5.0,
+                  seed: int = 0) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB frames of `moving_scenes`."""
+    for scene in moving_scenes(num_frames, size, fps, seed):
         yield scene.image
 
 
-def world_class_names(seed: int = 0) -> list[str]:
-    """All colour × shape class names of the synthetic world ("red circle", ...)."""
+def world_class_names(seed: int = 0, which: str = "all") -> list[str]:
+    """Class names of the synthetic world ("red circle", ...): "all", "seen" (the shipped
+    models' training classes) or "unseen" (held out of segmentation training)."""
     from zs3_core.synthetic import SyntheticWorld, WorldConfig
-    return list(SyntheticWorld(WorldConfig(seed=seed)).class_names)
+    world = SyntheticWorld(WorldConfig(seed=seed))
+    ids = {"all": range(world.num_classes), "seen": world.seen_class_ids,
+           "unseen": world.unseen_class_ids}[which]
+    return [world.class_names[i] for i in ids]
 
 
 class SegmenterClient:
