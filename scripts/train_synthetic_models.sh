@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Reproduce the shipped synthetic-world checkpoints end to end on a CPU:
+# Train the synthetic-world checkpoints end to end on a CPU:
 #   tiny CLIP pre-training → LDVC and DeOP on the seen classes → GZS3 evaluation of all three
 #   methods (the training-free baseline included) on the 500 fixed validation scenes.
 # Usage: scripts/train_synthetic_models.sh [OUT_DIR] [--ship]
-#   --ship copies the three weight files into checkpoints/synthetic/ (what the defaults load).
+#   --ship copies the three weight files and their metrics into checkpoints/synthetic/.
 # Seeds are in the configs (pre-training world seed 1, segmentation world seed 0, train seed 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +23,12 @@ stage pretrain $ZS3 pretrain config/pretrain/tiny_clip_synthetic.yaml --out "$OU
 stage train_ldvc $ZS3 train config/models/ldvc_synthetic.yaml --out "$OUT/ldvc" --set "model.clip_weights=$CLIP"
 stage train_deop $ZS3 train config/models/deop_synthetic.yaml --out "$OUT/deop" --set "model.clip_weights=$CLIP"
 last() { ls "$1"/checkpoints/step_*.safetensors | sort | tail -n 1; }
-stage eval $ZS3 eval config/models/clip_baseline_synthetic.yaml --out "$OUT/eval/baseline" --set "model.clip_weights=$CLIP"
-$ZS3 eval config/models/ldvc_synthetic.yaml --checkpoint "$(last "$OUT/ldvc")" --out "$OUT/eval/ldvc" --set "model.clip_weights=$CLIP"
-$ZS3 eval config/models/deop_synthetic.yaml --checkpoint "$(last "$OUT/deop")" --out "$OUT/eval/deop" --set "model.clip_weights=$CLIP"
+evaluate_all() {  # the three methods on the same 500 validation scenes
+    $ZS3 eval config/models/clip_baseline_synthetic.yaml --out "$OUT/eval/baseline" --set "model.clip_weights=$CLIP"
+    $ZS3 eval config/models/ldvc_synthetic.yaml --checkpoint "$(last "$OUT/ldvc")" --out "$OUT/eval/ldvc" --set "model.clip_weights=$CLIP"
+    $ZS3 eval config/models/deop_synthetic.yaml --checkpoint "$(last "$OUT/deop")" --out "$OUT/eval/deop" --set "model.clip_weights=$CLIP"
+}
+stage eval evaluate_all
 echo "minutes per stage:"; awk -F'\t' '{printf "  %-12s %5.1f\n", $1, $2 / 60; s += $2} END {printf "  %-12s %5.1f\n", "total", s / 60}' "$OUT/timings.tsv"
 if [ "$SHIP" = "--ship" ]; then
     mkdir -p checkpoints/synthetic

@@ -18,6 +18,13 @@ from zs3_core.config import (ConfigError, ModelConfig, dataclass_from_dict, load
 DATASETS = ("voc", "cocostuff", "synthetic")
 
 
+def require_at_least(section_obj, section: str, names: Sequence[str], minimum: int) -> None:
+    """ConfigError naming the first of `names` below `minimum` (e.g. train.batch_size >= 1)."""
+    for name in names:
+        if getattr(section_obj, name) < minimum:
+            raise ConfigError(f"{section}.{name} must be >= {minimum}, got {getattr(section_obj, name)}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset, where, and how crops are made (defaults: the papers' mmseg pipeline)."""
@@ -69,12 +76,8 @@ class TrainConfig:
     out_dir: str = "runs/default"
 
     def __post_init__(self):
-        for name in ("iterations", "batch_size", "grad_accum", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_iters", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        require_at_least(self, "train", ("iterations", "batch_size", "grad_accum", "log_every"), 1)
+        require_at_least(self, "train", ("warmup_iters", "eval_every", "checkpoint_every"), 0)
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
 

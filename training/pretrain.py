@@ -13,7 +13,6 @@ state dict at OpenAI's parameter names (safetensors), which `model.clip_weights`
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import math
@@ -31,6 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from zs3_core.clip import CLIP, ClipConfig, ClipTokenizer
 from zs3_core.config import IMAGENET_MEAN, IMAGENET_STD, ConfigError, dataclass_from_dict, load_yaml
 from zs3_core.datasets.transforms import to_tensor
+from zs3_core.model_checkpoint import write_atomically
 from zs3_core.models.factory import resolve_clip_config
 from zs3_core.synthetic import SyntheticWorld, WorldConfig
 
@@ -69,9 +69,9 @@ class PretrainSchedule:
     out_dir: str = "runs/pretrain"
 
     def __post_init__(self):
-        for name in ("iterations", "batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        from training.config import require_at_least
+
+        require_at_least(self, "train", ("iterations", "batch_size", "log_every"), 1)
         if self.batch_size < 2:
             raise ConfigError("train.batch_size must be >= 2: contrastive learning needs negatives")
         if self.save_dtype not in DTYPES:
@@ -115,9 +115,9 @@ class CaptionedBatches(IterableDataset):
     """Endless (images, tokens) batches; batch k holds scenes k·B … k·B + B − 1."""
 
     def __init__(self, world: SyntheticWorld, tokenizer: ClipTokenizer, batch_size: int,
-                 mean: Sequence[float], std: Sequence[float], start_batch: int = 0):
+                 mean: Sequence[float], std: Sequence[float]):
         self.world, self.tokenizer, self.batch_size = world, tokenizer, batch_size
-        self.mean, self.std, self.start_batch = mean, std, start_batch
+        self.mean, self.std = mean, std
 
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         scenes = [self.world.scene(k * self.batch_size + i) for i in range(self.batch_size)]
@@ -126,7 +126,7 @@ class CaptionedBatches(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         torch.set_num_threads(1)  # the worker draws scenes; leave the cores to the model
-        k = self.start_batch
+        k = 0
         while True:
             yield self.batch(k)
             k += 1
@@ -217,10 +217,8 @@ def save_clip_weights(model: CLIP, path: Path, dtype: torch.dtype, metadata: dic
 
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
                for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
-    tmp.replace(path)
+    header = {k: json.dumps(v) for k, v in metadata.items()}
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
     return path
 
 
@@ -277,9 +275,10 @@ def pretrain(config: PretrainConfig, max_iters: Optional[int] = None) -> Pretrai
         scheduler.step()
         with torch.no_grad():  # CLIP clamps the temperature at 100
             model.logit_scale.clamp_(0, math.log(100))
-        running += loss.item()
+        value = loss.item()
+        running += value
         done = step + 1
-        if not math.isfinite(loss.item()):
+        if not math.isfinite(value):
             raise FloatingPointError(f"non-finite contrastive loss at step {done}")
         evaluate_now = schedule.eval_every and done % schedule.eval_every == 0
         if done % schedule.log_every == 0 or done == stop or evaluate_now:
@@ -293,8 +292,9 @@ def pretrain(config: PretrainConfig, max_iters: Optional[int] = None) -> Pretrai
                 f.write(f"{done},{mean:.5f},{model.logit_scale.exp().item():.3f},"
                         f"{scheduler.get_last_lr()[0]:.3g},{metrics.get('zero_shot_acc_seen', '')},"
                         f"{metrics.get('zero_shot_acc_unseen', '')}\n")
-            progress.set_postfix(loss=f"{mean:.3f}", **{k[-6:]: f"{v:.2f}" for k, v in metrics.items()
-                                                        if k != "zero_shot_acc"})
+            progress.set_postfix(loss=f"{mean:.3f}", **{name: f"{metrics[key]:.2f}" for name, key in
+                                                        (("acc_seen", "zero_shot_acc_seen"),
+                                                         ("acc_unseen", "zero_shot_acc_unseen")) if key in metrics})
         progress.update(1)
     progress.close()
     minutes = (time.perf_counter() - started) / 60

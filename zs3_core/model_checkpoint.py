@@ -35,7 +35,7 @@ class CheckpointMismatchError(CheckpointError):
     """The checkpoint's tensors do not fit the model the config builds."""
 
 
-def _write_atomically(path: Path, write) -> None:
+def write_atomically(path: Path, write) -> None:
     """Run write(tmp_path), fsync, then rename over `path`: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -68,7 +68,7 @@ def save_model_checkpoint(path: PathLike, model: nn.Module, config_dict: dict, s
         "extra": json.dumps(extra or {}),
     }
     path = Path(path)
-    _write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return path
 
 
@@ -160,7 +160,7 @@ def load_model_checkpoint(path: PathLike, model: nn.Module) -> dict[str, Any]:
 def save_training_state(path: PathLike, state: dict) -> Path:
     """Optimizer/scheduler/RNG state for --resume (tensors and plain containers only)."""
     path = Path(path)
-    _write_atomically(path, lambda tmp: torch.save(state, tmp))
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
     return path
 
 

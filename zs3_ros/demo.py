@@ -5,9 +5,10 @@
 Starts the node in-process with the parameter file (the same path as `ros2 run zs3_ros
 zs3_segmenter --ros-args --params-file ...`), publishes moving coloured shapes over DDS,
 changes the vocabulary once through ~/set_vocabulary half way, and writes what came back.
-The default model is the shipped synthetic-world LDVC: the first vocabulary holds only the
-classes it was trained on; the second adds the held-out (unseen) classes, and the stream
-always shows one of them, so the change is visible as an unseen object getting its name.
+The first vocabulary holds only the synthetic world's seen classes (what its LDVC/DeOP
+configs train on); the second adds the held-out (unseen) classes, and the stream always
+shows one of them, so with trained weights the change is visible as an unseen object
+getting its name.
 
     demo_out/labels/frame_NNN.png   label images as published (mono8/mono16 class ids)
     demo_out/overlay_strip.png      input frames over their overlays, region names, "*" = unseen
@@ -32,7 +33,7 @@ from zs3_ros.synthetic_camera import moving_scenes, running_segmenter, world_cla
 
 log = logging.getLogger("zs3_ros.demo")
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_VOCABULARY = world_class_names(which="seen")      # what the shipped models were trained on
+FIRST_VOCABULARY = world_class_names(which="seen")      # what the synthetic models train on
 SECOND_VOCABULARY = world_class_names(which="all")      # + the held-out classes
 UNSEEN = world_class_names(which="unseen")
 
@@ -132,10 +133,9 @@ def run(args: argparse.Namespace) -> dict:
 def unseen_object_iou(scene, labels: np.ndarray, class_names) -> dict[str, float]:
     """IoU of each unseen object in the frame against its ground truth (0 while the class is
     not in the vocabulary: nothing can be labelled with a name the node was not given)."""
-    world_names = SECOND_VOCABULARY
     result = {}
     for cid in scene.class_ids:
-        name = world_names[cid]
+        name = SECOND_VOCABULARY[cid]
         if name not in UNSEEN:
             continue
         truth = scene.labels == cid

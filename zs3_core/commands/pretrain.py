@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 
+from zs3_core.commands.train import add_run_arguments
+
 log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("pretrain", help="pre-train a (tiny) CLIP on captioned synthetic scenes")
     p.add_argument("config", help="pretrain config YAML with clip/data/train sections")
-    p.add_argument("--max-iters", type=int, default=None,
-                   help="stop at this iteration (the LR schedule still spans train.iterations)")
-    p.add_argument("--out", default=None, help="output folder (overrides train.out_dir)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override any config field, e.g. --set train.batch_size=64 (repeatable)")
+    add_run_arguments(p)
     p.set_defaults(func=run)
 
 

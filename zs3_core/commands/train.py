@@ -15,16 +15,21 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model (LDVC, DeOP) with the GZS3 protocol")
     p.add_argument("config", help="run config YAML with model/data/train/eval sections")
-    p.add_argument("--max-iters", type=int, default=None,
-                   help="stop at this iteration (the LR schedule still spans train.iterations)")
+    add_run_arguments(p)
     p.add_argument("--dry-run", action="store_true",
                    help="build everything, run one forward/backward, write nothing")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output folder")
     p.add_argument("--data-root", default=None, help="dataset root (overrides data.root)")
-    p.add_argument("--out", default=None, help="output folder (overrides train.out_dir)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override any config field, e.g. --set train.batch_size=4 (repeatable)")
     p.set_defaults(func=run)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--max-iters, --out and --set: what every training-loop command (train, pretrain) takes."""
+    parser.add_argument("--max-iters", type=int, default=None,
+                        help="stop at this iteration (the LR schedule still spans train.iterations)")
+    parser.add_argument("--out", default=None, help="output folder (overrides train.out_dir)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any config field, e.g. --set train.batch_size=4 (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
