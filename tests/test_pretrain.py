@@ -6,6 +6,7 @@ their own terms.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -21,12 +22,14 @@ from training.pretrain import (CaptionedBatches, contrastive_loss, load_pretrain
 
 CONFIG = REPO_ROOT / "config" / "pretrain" / "tiny_clip_synthetic.yaml"
 SMALL = ["train.batch_size=4", "train.log_every=1", "data.eval_scenes=8", "data.num_workers=0",
-         "train.warmup_iters=1", "data.world.image_size=[64, 64]"]
+         "train.warmup_iters=1", "data.world.image_size=[64, 64]", "data.shape_variants=2"]
 
 
-def test_shipped_config_is_the_tiny_preset_at_the_world_size():
+def test_shipped_config_is_the_tiny_preset_at_the_world_size_with_a_short_context():
     config = load_pretrain_config(CONFIG)
-    assert config.clip == ClipConfig.tiny(image_size=128)
+    tiny = ClipConfig.tiny(image_size=128)
+    assert config.clip.vision == tiny.vision
+    assert config.clip.text == dataclasses.replace(tiny.text, context_length=32)
     assert config.clip.text.vocab_size == 49408          # the real BPE vocabulary
     assert config.data.world["seed"] != 0                 # never the segmentation world's scenes
 
@@ -39,6 +42,35 @@ def test_contrastive_loss_is_low_for_matched_pairs_and_symmetric():
     other = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
     assert torch.isclose(contrastive_loss(features, other, torch.tensor(10.0)),
                          contrastive_loss(other, features, torch.tensor(10.0)))
+
+
+def test_identical_captions_are_all_positives():
+    """Two images captioned alike: strict InfoNCE keeps pulling the caption towards one image
+    and away from the other; with shared targets the caption sits at its optimum between them."""
+    images = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [1.0, -0.1], [0.0, 1.0]]), dim=-1)
+    captions = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    tokens = torch.tensor([[1, 5, 2], [1, 5, 2], [1, 7, 2]])
+    scale = torch.tensor(50.0)
+
+    def caption_gradient(tokens_or_none):
+        text = captions.clone().requires_grad_(True)
+        contrastive_loss(images, text, scale, tokens_or_none).backward()
+        return text.grad.abs().max().item()
+
+    assert caption_gradient(tokens) < 1e-6
+    assert caption_gradient(None) > 0.1
+
+
+def test_shape_variant_batches_differ_only_in_shape_words():
+    world = SyntheticWorld(WorldConfig(seed=1, image_size=(64, 64)))
+    batches = CaptionedBatches(world, ClipTokenizer(context_length=32), 12, (0, 0, 0), (1, 1, 1), variants=6)
+    images, tokens = batches.batch(0)
+    assert images.shape == (12, 3, 64, 64) and len({tuple(t.tolist()) for t in tokens}) == 12
+    first = world.shape_variants(0, 6)
+    colour_words = [[w for w in s.caption.split() if w in world.config.colours] for s in first]
+    assert all(words == colour_words[0] for words in colour_words)
+    with pytest.raises(ValueError, match="multiple"):
+        CaptionedBatches(world, ClipTokenizer(context_length=32), 8, (0, 0, 0), (1, 1, 1), variants=6)
 
 
 def test_captions_name_every_visible_class_including_unseen():
@@ -67,10 +99,10 @@ def test_pretrain_command_writes_weights_that_the_clip_loader_reads(tmp_path):
     assert zs3(args) == 0
     weights = out / "clip.safetensors"
     assert weights.is_file() and (out / "metrics.json").is_file() and (out / "log.csv").is_file()
-    clip = load_clip(weights, ClipConfig.tiny(image_size=64))
+    clip = load_clip(weights, load_pretrain_config(CONFIG, overrides=SMALL).clip)
     assert clip.visual.conv1.weight.dtype == torch.float32          # stored fp16, loaded fp32
     inferred = load_clip(weights)                                    # architecture from the shapes alone
-    assert inferred.config.text.context_length == 77 and inferred.config.vision.width == 192
+    assert inferred.config.text.context_length == 32 and inferred.config.vision.width == 192
     rows = (out / "log.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 and all(math.isfinite(float(r.split(",")[1])) for r in rows[1:])
 
@@ -80,6 +112,10 @@ def test_pretrain_config_errors_name_the_field(tmp_path):
         load_pretrain_config(CONFIG, overrides=["train.batch_size=1"])
     with pytest.raises(ConfigError, match="save_dtype"):
         load_pretrain_config(CONFIG, overrides=["train.save_dtype=int8"])
+    with pytest.raises(ConfigError, match="shape_variants"):
+        load_pretrain_config(CONFIG, overrides=["data.shape_variants=7"])
+    with pytest.raises(ConfigError, match="multiple of data.shape_variants"):
+        load_pretrain_config(CONFIG, overrides=["train.batch_size=128"])
     with pytest.raises(ValueError, match="objects"):
         load_pretrain_config(CONFIG, overrides=["data.world.objects=[0, 2]"])
     bad = tmp_path / "bad.yaml"

@@ -1,4 +1,5 @@
 """The synthetic world: deterministic scenes, honest labels, a valid GZS3 split."""
+import cv2
 import numpy as np
 import pytest
 
@@ -88,3 +89,20 @@ def test_config_errors_name_the_field():
     with pytest.raises(WorldConfigError, match="unknown world config keys"):
         WorldConfig.from_dict({"sede": 1})
     assert WorldConfig.from_dict({"image_size": [32, 48]}).image_size == (32, 48)
+
+
+def test_shape_variants_keep_layout_colours_and_background_and_turn_every_shape(world):
+    variants = world.shape_variants(11, 6)
+    base = world.scene(11)
+    shapes = len(world.config.shapes)
+    assert variants[0].class_ids == base.class_ids and np.array_equal(variants[0].labels, base.labels)
+    background = np.all([v.labels == IGNORE_INDEX for v in variants], axis=0).astype(np.uint8)
+    background = cv2.erode(background, np.ones((3, 3), np.uint8)).astype(bool)   # past the 3x3 blur
+    for shift, variant in enumerate(variants):
+        assert np.array_equal(variant.image[background], variants[0].image[background])
+        for original, turned in zip(base.objects, variant.objects):
+            assert turned.class_id // shapes == original.class_id // shapes           # same colour
+            assert turned.class_id % shapes == (original.class_id + shift) % shapes   # shape turned
+            assert turned.center == original.center and turned.size == original.size
+    with pytest.raises(ValueError, match="count"):
+        world.shape_variants(0, shapes + 1)

@@ -51,6 +51,7 @@ class PretrainData:
     eval_scenes: int = 360
     eval_template: str = "a photo of a {}."
     num_workers: int = 1
+    shape_variants: int = 1          # scenes per layout that differ only in shape (hard negatives)
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,16 @@ def load_pretrain_config(path: Union[str, Path], out_dir: Optional[str] = None,
         raise ConfigError(f"unknown pretrain config section(s) {unknown}; expected clip, data, train")
     data = dataclass_from_dict(PretrainData, raw.get("data"), "data")
     world = WorldConfig.from_dict(data.world)  # fail now, naming the field, not after model building
+    schedule = dataclass_from_dict(PretrainSchedule, raw.get("train"), "train")
+    if not 1 <= data.shape_variants <= len(world.shapes):
+        raise ConfigError(f"data.shape_variants must be in [1, {len(world.shapes)}] (the number of shapes), "
+                          f"got {data.shape_variants}")
+    if schedule.batch_size % data.shape_variants:
+        raise ConfigError(f"train.batch_size {schedule.batch_size} must be a multiple of "
+                          f"data.shape_variants {data.shape_variants}")
     if raw.get("clip") is None:
         raise ConfigError("pretrain config needs `clip`: a preset name (tiny) or a {vision, text} mapping")
     clip = resolve_clip_config(raw["clip"], image_size=max(world.image_size))
-    schedule = dataclass_from_dict(PretrainSchedule, raw.get("train"), "train")
     return PretrainConfig(clip, data, schedule, copy.deepcopy(raw))
 
 
@@ -112,15 +119,22 @@ def normalise_images(images: Sequence[np.ndarray], mean: Sequence[float], std: S
 
 
 class CaptionedBatches(IterableDataset):
-    """Endless (images, tokens) batches; batch k holds scenes k·B … k·B + B − 1."""
+    """Endless (images, tokens) batches of fresh scenes, `variants` shape variants per layout:
+    batch k holds layouts k·L … k·L + L − 1 with L = B / variants."""
 
     def __init__(self, world: SyntheticWorld, tokenizer: ClipTokenizer, batch_size: int,
-                 mean: Sequence[float], std: Sequence[float]):
+                 mean: Sequence[float], std: Sequence[float], variants: int = 1):
+        if batch_size % variants:
+            raise ValueError(f"batch_size {batch_size} must be a multiple of variants {variants}")
         self.world, self.tokenizer, self.batch_size = world, tokenizer, batch_size
-        self.mean, self.std = mean, std
+        self.mean, self.std, self.variants = mean, std, variants
 
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        scenes = [self.world.scene(k * self.batch_size + i) for i in range(self.batch_size)]
+        layouts = self.batch_size // self.variants
+        if self.variants == 1:
+            scenes = [self.world.scene(k * layouts + i) for i in range(layouts)]
+        else:
+            scenes = [s for i in range(layouts) for s in self.world.shape_variants(k * layouts + i, self.variants)]
         images = normalise_images([s.image for s in scenes], self.mean, self.std)
         return images, self.tokenizer([s.caption for s in scenes])
 
@@ -149,11 +163,20 @@ def sincos_position_table(grid: int, width: int) -> torch.Tensor:
 
 
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
-                     logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over the batch (CLIP eq.): image i matches caption i only."""
+                     logit_scale: torch.Tensor, tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Symmetric InfoNCE over the batch (CLIP eq.): image i matches caption i.
+
+    With `tokens`, identical captions are all positives (target mass shared equally): a
+    world of 36 classes repeats captions within a batch, and pushing an image away from its
+    own caption written twice would teach noise.
+    """
     logits = logit_scale * image_features @ text_features.T
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    if tokens is None:
+        same = torch.eye(logits.shape[0], device=logits.device)
+    else:
+        same = (tokens[:, None, :] == tokens[None, :, :]).all(-1).float()
+    targets = same / same.sum(1, keepdim=True)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
 # Evaluation scenes come from an index range pre-training never reaches.
@@ -249,7 +272,7 @@ def pretrain(config: PretrainConfig, max_iters: Optional[int] = None) -> Pretrai
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_factor(s, schedule.warmup_iters, schedule.iterations))
     batches = CaptionedBatches(world, tokenizer, schedule.batch_size, config.data.pixel_mean,
-                               config.data.pixel_std)
+                               config.data.pixel_std, config.data.shape_variants)
     loader = DataLoader(batches, batch_size=None, num_workers=config.data.num_workers,
                         persistent_workers=False)
     stop = min(schedule.iterations, max_iters) if max_iters else schedule.iterations
@@ -267,7 +290,7 @@ def pretrain(config: PretrainConfig, max_iters: Optional[int] = None) -> Pretrai
     progress = tqdm(total=stop, desc="pretrain", unit="it", dynamic_ncols=True)
     for step, (images, tokens) in zip(range(stop), loader):
         image_features, text_features, scale = model(images, tokens)
-        loss = contrastive_loss(image_features, text_features, scale)
+        loss = contrastive_loss(image_features, text_features, scale, tokens)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)   # early ViT steps spike without it
