@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Union
 import yaml
 
 from zs3_core.config import (ConfigError, ModelConfig, dataclass_from_dict, load_yaml,
-                             resolve_path)
+                             resolve_path, with_resolved_paths)
 
 DATASETS = ("voc", "cocostuff", "synthetic")
 
@@ -113,13 +113,14 @@ def build_run_config(raw: dict, base: Optional[Path] = None) -> RunConfig:
         raise ConfigError(f"unknown config section(s) {unknown}; expected model, data, train, eval")
     raw = copy.deepcopy(raw)
     model = dataclass_from_dict(ModelConfig, raw.get("model"), "model")
-    model = dataclasses.replace(model, clip_weights=resolve_path(model.clip_weights, base))
+    model = with_resolved_paths(model, base)
     data = dataclass_from_dict(DataConfig, raw.get("data"), "data")
     if data.root is not None:
         data = dataclasses.replace(data, root=resolve_path(data.root, base))
     train = dataclass_from_dict(TrainConfig, raw.get("train"), "train")
     evaluation = dataclass_from_dict(EvalConfig, raw.get("eval"), "eval")
-    raw["model"] = {**(raw.get("model") or {}), "clip_weights": model.clip_weights}
+    raw["model"] = {**(raw.get("model") or {}), "clip_weights": model.clip_weights,
+                    **({"checkpoint": model.checkpoint} if model.checkpoint else {})}
     raw["data"] = {**(raw.get("data") or {}), "root": data.root}
     return RunConfig(model, data, train, evaluation, raw)
 

@@ -22,6 +22,8 @@ CLIP_MEAN = (122.771, 116.746, 104.094)
 CLIP_STD = (68.501, 66.632, 70.323)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The embedded default: LDVC trained on the synthetic world (checkpoints/synthetic/MODEL_CARD.md).
+DEFAULT_MODEL_CONFIG = REPO_ROOT / "checkpoints" / "synthetic" / "ldvc.yaml"
 
 
 class ConfigError(ValueError):
@@ -129,6 +131,7 @@ class ModelConfig:
     name: str = "clip_baseline"
     clip: Any = "vitb16"
     clip_weights: Optional[str] = None
+    checkpoint: Optional[str] = None     # trained tensors (`zs3 train` output) loaded over the built model
     input_size: int = 512
     pixel_mean: tuple[float, ...] = IMAGENET_MEAN
     pixel_std: tuple[float, ...] = IMAGENET_STD
@@ -183,6 +186,10 @@ def load_model_config(source: Union[str, Path, dict, ModelConfig]) -> ModelConfi
         base = Path(source).resolve().parent
         source = load_yaml(source)
     section = source.get("model", source) if isinstance(source, dict) else source
-    config = dataclass_from_dict(ModelConfig, section, "model")
-    weights = resolve_path(config.clip_weights, base)
-    return dataclasses.replace(config, clip_weights=weights)
+    return with_resolved_paths(dataclass_from_dict(ModelConfig, section, "model"), base)
+
+
+def with_resolved_paths(config: ModelConfig, base: Optional[Path]) -> ModelConfig:
+    """`config` with its weight files (clip_weights, checkpoint) resolved as `resolve_path` does."""
+    return dataclasses.replace(config, clip_weights=resolve_path(config.clip_weights, base),
+                               checkpoint=resolve_path(config.checkpoint, base))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from zs3_core.backends import ImageBackend, create_backend
-from zs3_core.config import ModelConfig, dataclass_to_dict, load_model_config
+from zs3_core.config import DEFAULT_MODEL_CONFIG, ModelConfig, dataclass_to_dict, load_model_config
 from zs3_core.models import build_model
 from zs3_core.preprocess import to_model_input, upsample_probabilities
 from zs3_core.text_cache import TextEmbeddingCache
@@ -113,9 +113,11 @@ class Segmenter:
         self._current: Optional[EncodedVocabulary] = None
 
     @classmethod
-    def from_config(cls, config: Union[str, Path, dict, ModelConfig], checkpoint: Optional[str] = None,
+    def from_config(cls, config: Union[str, Path, dict, ModelConfig] = DEFAULT_MODEL_CONFIG,
+                    checkpoint: Optional[str] = None,
                     backend: str = "auto", device: str = "cpu", precision: str = "fp32") -> "Segmenter":
-        """Build the configured model, load a trained checkpoint if given, pick a backend."""
+        """Build the configured model (with the config's own checkpoint), load `checkpoint`
+        over it if given, pick a backend."""
         model_config = load_model_config(config)
         model = build_model(model_config)
         if checkpoint:
@@ -188,7 +190,7 @@ class Segmenter:
 def _describe_model(config: ModelConfig, checkpoint: Optional[str]) -> str:
     """Identity of the text side for the embedding cache: config + weight files (path, size, mtime)."""
     parts = [repr(sorted(dataclass_to_dict(config).items(), key=lambda kv: kv[0]))]
-    for path in (config.clip_weights, checkpoint):
+    for path in (config.clip_weights, config.checkpoint, checkpoint):
         if path and Path(path).exists():
             st = Path(path).stat()
             parts.append(f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}")

@@ -45,7 +45,17 @@ def build_clip(config: ModelConfig):
 
 
 def build_model(config: ModelConfig):
-    """The ZeroShotSegmentationModel for `config.name`."""
+    """The ZeroShotSegmentationModel for `config.name`, with the trained tensors of
+    `config.checkpoint` when set: a shipped config then names a whole trained model."""
+    model = _build_architecture(config)
+    if config.checkpoint:
+        from zs3_core.model_checkpoint import load_model_checkpoint
+        info = load_model_checkpoint(config.checkpoint, model)
+        log.info("loaded %s (step %d)", config.checkpoint, info["step"])
+    return model
+
+
+def _build_architecture(config: ModelConfig):
     if config.name == "clip_baseline":
         from zs3_core.models.baseline import TrainingFreeBaseline
         return TrainingFreeBaseline(config, build_clip(config))
