@@ -31,10 +31,21 @@ evaluate_all() {  # the three methods on the same 500 validation scenes
 stage eval evaluate_all
 echo "minutes per stage:"; awk -F'\t' '{printf "  %-12s %5.1f\n", $1, $2 / 60; s += $2} END {printf "  %-12s %5.1f\n", "total", s / 60}' "$OUT/timings.tsv"
 if [ "$SHIP" = "--ship" ]; then
-    mkdir -p checkpoints/synthetic
-    cp "$CLIP" checkpoints/synthetic/tiny_clip.safetensors
-    cp "$(last "$OUT/ldvc")" checkpoints/synthetic/ldvc.safetensors
-    cp "$(last "$OUT/deop")" checkpoints/synthetic/deop.safetensors
-    for m in baseline ldvc deop; do cp "$OUT/eval/$m/metrics.json" "checkpoints/synthetic/metrics_$m.json"; done
-    echo "shipped to checkpoints/synthetic/"; du -ch checkpoints/synthetic/*.safetensors | tail -n 1
+    # The bundle is self-contained: weights, one run config per method that names them
+    # (model.clip_weights / model.checkpoint, relative to the config), metrics and timings.
+    DEST=checkpoints/synthetic
+    mkdir -p "$DEST"
+    cp "$CLIP" "$DEST/tiny_clip.safetensors"
+    cp "$(last "$OUT/ldvc")" "$DEST/ldvc.safetensors"
+    cp "$(last "$OUT/deop")" "$DEST/deop.safetensors"
+    cp "$OUT/timings.tsv" "$DEST/"
+    cp "$OUT/pretrain/metrics.json" "$DEST/metrics_pretrain.json"
+    cp "$OUT/pretrain/config.yaml" "$DEST/pretrain.yaml"
+    for m in clip_baseline ldvc deop; do
+        cp "$OUT/eval/${m#clip_}/metrics.json" "$DEST/metrics_${m#clip_}.json"
+        python scripts/ship_config.py "config/models/${m}_synthetic.yaml" "$DEST/$m.yaml" tiny_clip.safetensors \
+            "$( [ "$m" = clip_baseline ] || echo "$m.safetensors" )"
+    done
+    python scripts/write_model_card.py "$DEST"
+    echo "shipped to $DEST/"; du -ch "$DEST"/*.safetensors | tail -n 1
 fi
