@@ -15,17 +15,19 @@ import torch.nn.functional as F
 from zs3_core import Segmenter
 from zs3_core.backends import BACKEND_NAMES, BackendError, available_backends, create_backend
 from zs3_core.backends import auto
-from zs3_core.commands.segment import DEFAULT_MODEL_CONFIG
+from zs3_core.config import REPO_ROOT
 from zs3_core.export.tensorrt import tensorrt_unavailable_reason
 from zs3_core.export.verify import class_names, compare, object_vocabulary, synthetic_images
 from zs3_core.synthetic import SyntheticWorld, WorldConfig
+
+BASELINE_CONFIG = REPO_ROOT / "config" / "models" / "clip_baseline_tiny.yaml"   # random-weight tiny baseline: fast
 
 
 @pytest.fixture(scope="module")
 def bf16_segmenter():
     """`backend: torch` + `precision: bf16` as the node passes them."""
     torch.manual_seed(0)
-    return Segmenter.from_config(DEFAULT_MODEL_CONFIG, backend="torch", precision="bf16")
+    return Segmenter.from_config(BASELINE_CONFIG, backend="torch", precision="bf16")
 
 
 def test_bf16_labels_agree_with_fp32_on_structured_vocabularies(bf16_segmenter):
@@ -90,7 +92,7 @@ def test_auto_logs_its_choice_and_reason(caplog, monkeypatch):
     monkeypatch.setattr(auto, "cpu_has_native_bf16", lambda: True)
     torch.manual_seed(0)
     with caplog.at_level("INFO", logger="zs3_core.backends.factory"):
-        seg = Segmenter.from_config(DEFAULT_MODEL_CONFIG, backend="auto")
+        seg = Segmenter.from_config(BASELINE_CONFIG, backend="auto")
     assert seg.backend_name == "torch/bf16/cpu"
     assert "backend auto -> torch/bf16/cpu" in caplog.text and "AMX" in caplog.text
 
@@ -107,7 +109,7 @@ def test_tensorrt_backend_explains_why_it_cannot_run_here():
                     reason=f"TensorRT test needs CUDA + torch_tensorrt: {tensorrt_unavailable_reason('cuda')}")
 def test_tensorrt_fp16_engine_matches_eager_and_is_cached(tmp_path):
     torch.manual_seed(0)
-    seg = Segmenter.from_config(DEFAULT_MODEL_CONFIG, backend="torch", device="cuda")
+    seg = Segmenter.from_config(BASELINE_CONFIG, backend="torch", device="cuda")
     engine = create_backend("tensorrt", seg.model, device="cuda", precision="fp16", cache_dir=tmp_path)
     assert engine.cache_result.built
     candidate = Segmenter(seg.model, seg.config, backend=engine, device="cuda")

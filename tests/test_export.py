@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from zs3_core import Segmenter
-from zs3_core.commands.segment import DEFAULT_MODEL_CONFIG
-from zs3_core.config import ModelConfig, load_model_config
+from zs3_core.config import REPO_ROOT, ModelConfig, load_model_config
 from zs3_core.export import ExportError, example_inputs
 from zs3_core.export.cache import MANIFEST_FILE, EngineCache, EngineKey, model_hash
 from zs3_core.export.exported_program import export_image_path
@@ -22,10 +21,12 @@ from zs3_core.export.tensorrt import Fp32Norm, with_fp32_norms
 from zs3_core.export.verify import compare, synthetic_images
 from zs3_core.models import build_model
 
+BASELINE_CONFIG = REPO_ROOT / "config" / "models" / "clip_baseline_tiny.yaml"   # random-weight tiny baseline: fast
+
 CLASS_COUNTS = (1, 20, 171)
 
 TINY_CONFIGS = {
-    "baseline": lambda: load_model_config(DEFAULT_MODEL_CONFIG),
+    "baseline": lambda: load_model_config(BASELINE_CONFIG),
     # LDVC and DeOP scaled down to the tiny CLIP (128 px = 8x8 patch grid) with their real code paths:
     # deep prompts, route attention with top-k/gather, proposals + anchor heatmaps.
     "ldvc": lambda: ModelConfig(name="ldvc", clip="tiny", input_size=128, options=dict(
@@ -82,7 +83,7 @@ def test_onnx_opset_below_17_is_refused(model, tmp_path):
 
 def test_large_weights_go_to_an_external_data_file(tmp_path):
     torch.manual_seed(0)
-    model = build_model(load_model_config(DEFAULT_MODEL_CONFIG)).eval()
+    model = build_model(load_model_config(BASELINE_CONFIG)).eval()
     path = export_onnx(model, tmp_path / "m.onnx", external_data=True)
     assert (tmp_path / "m.onnx.data").stat().st_size > path.stat().st_size
     image, classes = example_inputs(model, 3)
@@ -97,7 +98,7 @@ def onnx_segmenter(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("ZS3_ONNX_CACHE", str(tmp_path_factory.mktemp("onnx-cache")))
     torch.manual_seed(0)
-    yield Segmenter.from_config(DEFAULT_MODEL_CONFIG, backend="onnxruntime")
+    yield Segmenter.from_config(BASELINE_CONFIG, backend="onnxruntime")
     mp.undo()
 
 
@@ -209,7 +210,7 @@ def test_a_failed_build_leaves_no_entry(tmp_path):
 
 def test_model_hash_follows_weights_and_config():
     torch.manual_seed(0)
-    config = load_model_config(DEFAULT_MODEL_CONFIG)
+    config = load_model_config(BASELINE_CONFIG)
     model = build_model(config)
     reference = model_hash(model)
     assert model_hash(model) == reference

@@ -9,16 +9,17 @@ import pytest
 import torch
 
 from zs3_core import Segmenter, VocabularyError
-from zs3_core.commands.segment import DEFAULT_MODEL_CONFIG
-from zs3_core.config import load_model_config
+from zs3_core.config import REPO_ROOT, load_model_config
 from zs3_core.preprocess import ImageInputError
 from zs3_core.segmenter import postprocess
+
+BASELINE_CONFIG = REPO_ROOT / "config" / "models" / "clip_baseline_tiny.yaml"   # random-weight tiny baseline: fast
 
 
 @pytest.fixture(scope="module")
 def segmenter():
     torch.manual_seed(0)
-    return Segmenter.from_config(DEFAULT_MODEL_CONFIG)
+    return Segmenter.from_config(BASELINE_CONFIG)
 
 
 def test_labels_cover_the_input_frame(segmenter):
@@ -75,7 +76,7 @@ def test_malformed_arrays_are_refused(segmenter, bad):
 
 
 def test_no_vocabulary_is_an_error():
-    seg = Segmenter.from_config(DEFAULT_MODEL_CONFIG)
+    seg = Segmenter.from_config(BASELINE_CONFIG)
     with pytest.raises(VocabularyError, match="no vocabulary"):
         seg.segment(np.zeros((8, 8, 3), np.uint8))
 
@@ -90,7 +91,7 @@ def test_postprocess_thresholds_unlabeled_pixels():
 
 
 def test_unlabeled_threshold_from_config_applies():
-    config = dataclasses.replace(load_model_config(DEFAULT_MODEL_CONFIG), unlabeled_threshold=0.99)
+    config = dataclasses.replace(load_model_config(BASELINE_CONFIG), unlabeled_threshold=0.99)
     seg = Segmenter.from_config(config)
     seg.set_vocabulary([f"class {i}" for i in range(10)])
     out = seg.segment(np.zeros((16, 16, 3), np.uint8))

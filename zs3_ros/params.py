@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class NodeConfig:
-    model_config: str = "config/models/clip_baseline_tiny.yaml"
+    model_config: str = "checkpoints/synthetic/ldvc.yaml"
     checkpoint: str = ""
     backend: str = "auto"
     device: str = "cpu"
@@ -57,7 +57,7 @@ class NodeConfig:
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if not self.model_config:
-            raise ConfigError("model_config is empty: give the path of a model YAML (e.g. config/models/clip_baseline_tiny.yaml)")
+            raise ConfigError("model_config is empty: give the path of a model YAML (e.g. checkpoints/synthetic/ldvc.yaml)")
         if self.prompt_template and "{}" not in self.prompt_template:
             raise ConfigError(f"prompt_template must contain '{{}}' where the class name goes, got {self.prompt_template!r}")
         if not self.classes:

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import cv2
 
-from zs3_core.config import REPO_ROOT
+from zs3_core.config import DEFAULT_MODEL_CONFIG
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL_CONFIG = REPO_ROOT / "config" / "models" / "clip_baseline_tiny.yaml"
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
