@@ -22,7 +22,8 @@ VAL_SCENES = 120
 def test_a_few_hundred_ldvc_steps_lift_seen_miou_well_above_chance(tmp_path):
     run = load_run_config(CONFIG, out_dir=str(tmp_path), overrides=[
         f"model.clip_weights={CLIP}", f"train.iterations={STEPS}", "train.warmup_iters=30",
-        "train.checkpoint_every=0", "train.log_every=50", f"data.synthetic.val_scenes={VAL_SCENES}"])
+        "train.checkpoint_every=0", "train.log_every=50", f"data.synthetic.val_scenes={VAL_SCENES}",
+        "data.num_workers=0"])   # no forked loader: earlier tests leave DDS/OpenMP threads in this process
     model = build_model(run.model)
     before = evaluate_model(model, run, progress=False).summary
     result = train(run, model=model)
