@@ -13,7 +13,7 @@ from pathlib import Path
 
 def ship_config(text: str, clip_weights: str, checkpoint: str) -> str:
     """`text` with `clip_weights:` set and `checkpoint:` set (or added after it) in `model:`."""
-    out, in_model, done = [], False, set()
+    out, in_model, replaced = [], False, False
     for line in text.splitlines():
         if re.match(r"^\S", line):
             in_model = line.startswith("model:")
@@ -24,10 +24,10 @@ def ship_config(text: str, clip_weights: str, checkpoint: str) -> str:
             out.append(f"  clip_weights: {clip_weights}")
             if checkpoint:
                 out.append(f"  checkpoint: {checkpoint}")
-            done.add("clip_weights")
+            replaced = True
             continue
         out.append(line)
-    if "clip_weights" not in done:
+    if not replaced:
         raise SystemExit("the source config has no model.clip_weights line to replace")
     return "\n".join(out) + "\n"
 

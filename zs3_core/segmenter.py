@@ -7,6 +7,7 @@ swap the reference between frames.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -104,7 +105,7 @@ class Segmenter:
         # A ready ImageBackend is taken as is (export verification, benchmarks share one model).
         self.backend = backend if isinstance(backend, ImageBackend) else create_backend(
             backend, self.model, device=device, precision=precision)
-        self.model_id = model_id or _describe_model(config, None)
+        self.model_id = model_id or _describe_model(config)
         self.max_classes = max_classes
         self.unlabeled_threshold = config.unlabeled_threshold
         self.text_cache = TextEmbeddingCache()
@@ -116,16 +117,14 @@ class Segmenter:
     def from_config(cls, config: Union[str, Path, dict, ModelConfig] = DEFAULT_MODEL_CONFIG,
                     checkpoint: Optional[str] = None,
                     backend: str = "auto", device: str = "cpu", precision: str = "fp32") -> "Segmenter":
-        """Build the configured model (with the config's own checkpoint), load `checkpoint`
-        over it if given, pick a backend."""
+        """Build the configured model with its trained tensors (`checkpoint` if given, else the
+        config's own `model.checkpoint`), pick a backend."""
         model_config = load_model_config(config)
-        model = build_model(model_config)
-        if checkpoint:
-            from zs3_core.model_checkpoint import load_model_checkpoint
-            load_model_checkpoint(checkpoint, model)
-        model.to(device)
+        if checkpoint:  # replaces the config's own: loaded once, and part of the model's identity
+            model_config = dataclasses.replace(model_config, checkpoint=checkpoint)
+        model = build_model(model_config).to(device)
         return cls(model, model_config, backend=backend, device=device, precision=precision,
-                   model_id=_describe_model(model_config, checkpoint))
+                   model_id=_describe_model(model_config))
 
     @property
     def backend_name(self) -> str:
@@ -187,10 +186,10 @@ class Segmenter:
                                   unlabeled, timings)
 
 
-def _describe_model(config: ModelConfig, checkpoint: Optional[str]) -> str:
+def _describe_model(config: ModelConfig) -> str:
     """Identity of the text side for the embedding cache: config + weight files (path, size, mtime)."""
     parts = [repr(sorted(dataclass_to_dict(config).items(), key=lambda kv: kv[0]))]
-    for path in (config.clip_weights, config.checkpoint, checkpoint):
+    for path in (config.clip_weights, config.checkpoint):
         if path and Path(path).exists():
             st = Path(path).stat()
             parts.append(f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}")

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     from zs3_core.config import ConfigError
     from zs3_core.datasets import DatasetLayoutError
-    from zs3_core.model_checkpoint import CheckpointError, load_model_checkpoint
+    from zs3_core.model_checkpoint import CheckpointError
     from zs3_core.models import build_model
     from training.config import load_run_config
     from training.evaluate import evaluate_model, write_report
@@ -37,10 +37,9 @@ def run(args: argparse.Namespace) -> int:
         run_config = load_run_config(args.config, data_root=args.data_root, overrides=args.set)
         if args.max_images is not None:
             run_config.eval = dataclasses.replace(run_config.eval, max_images=args.max_images)
+        if args.checkpoint:  # replaces the config's own model.checkpoint
+            run_config.model = dataclasses.replace(run_config.model, checkpoint=args.checkpoint)
         model = build_model(run_config.model).to(args.device)
-        if args.checkpoint:
-            info = load_model_checkpoint(args.checkpoint, model)
-            log.info("loaded %s (step %d)", args.checkpoint, info["step"])
         result = evaluate_model(model, run_config, device=args.device)
     except (ConfigError, DatasetLayoutError, CheckpointError) as err:
         log.error("%s", err)

@@ -154,8 +154,9 @@ class SyntheticWorld:
         return self._render(bg, placed, rng)
 
     def shape_variants(self, index: int, count: int) -> list[Scene]:
-        """`count` scenes with scene `index`'s layout, background, colours and noise whose
-        objects differ only in shape: variant j turns every shape j steps along the shape list.
+        """`count` scenes with scene `index`'s layout, background and colours (and one noise
+        draw for all) whose objects differ only in shape: variant j turns every shape j steps
+        along the shape list.
 
         Contrastive pre-training needs these hard negatives: in random batches the colour
         words alone nearly always tell captions apart, so a ViT from scratch learns colour
