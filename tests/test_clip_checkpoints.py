@@ -119,6 +119,18 @@ def test_config_with_other_depth_names_the_difference(openai_file):
     assert "unexpected keys: visual.transformer.resblocks.4." in message
 
 
+def test_conv_stem_weights_infer_their_stem_and_load_exactly(inputs, tmp_path):
+    torch.manual_seed(4)
+    source = CLIP(ClipConfig.tiny(stem="conv")).eval()
+    path = tmp_path / "conv_stem.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    loaded = load_clip(path)
+    assert loaded.config.vision.stem == "conv" and loaded.config.vision.patch_size == 16
+    assert_same_model(loaded, source, inputs)
+    with pytest.raises(ClipStateDictMismatch, match="checkpoint has conv vision stem, config asks for patch"):
+        load_clip(path, TINY)
+
+
 def test_missing_and_misshapen_keys_are_listed(source, tmp_path):
     sd = dict(source.state_dict())
     del sd["ln_final.bias"]

@@ -262,3 +262,29 @@ def test_vitb16_at_512_gives_a_32x32_grid():
     assert out.global_feature.shape == (1, 512)
     assert out.taps[3].shape == out.taps[7].shape == (1, 768, 32, 32)
     assert out.tokens.shape == (1, 1 + 32 * 32, 768)
+
+
+def test_conv_stem_gives_the_patch_grid_and_sees_across_patch_borders():
+    torch.manual_seed(3)
+    vis = VisionTransformer(ClipConfig.tiny(image_size=64, stem="conv").vision).eval()
+    assert not hasattr(vis, "conv1") and vis.patch_embed is vis.stem
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        embedded = vis.patch_embed(images)
+        changed = images.clone()
+        changed[..., 15, 15] += 5.0            # the last pixel of patch (0, 0)
+        embedded_changed = vis.patch_embed(changed)
+        assert vis(images).patch_features.shape == (1, TINY.vision.output_dim, 4, 4)
+    assert embedded.shape == (1, TINY.vision.width, 4, 4)
+    moved = (embedded_changed - embedded).abs().amax(dim=1)[0]
+    # A patchify conv would change patch (0, 0) only. Overlapping 3x3 convolutions reach its
+    # neighbours too; far patches move only through GroupNorm's per-image statistics, less.
+    assert moved[:2, :2].min() > moved[2:, 2:].max()
+
+
+def test_conv_stem_needs_a_power_of_two_patch_and_a_known_name():
+    with pytest.raises(ClipConfigError, match="power-of-two patch_size, got 14"):
+        ClipConfig.from_dict({"vision": {"image_size": 224, "patch_size": 14, "stem": "conv"}})
+    with pytest.raises(ClipConfigError, match="vision.stem is 'resnet'"):
+        ClipConfig.from_dict({"vision": {"stem": "resnet"}})
+

@@ -17,10 +17,10 @@ SMALL = {"proposal_queries": 10, "proposal_channels": [16, 32, 64, 128], "propos
          "proposal_mask_dim": 32, "proposal_decoder_layers": 1, "proposal_ffn_dim": 64, "anchor_ffn_dim": 64}
 
 
-def tiny_deop(**options) -> DeOP:
+def tiny_deop(stem: str = "patch", **options) -> DeOP:
     torch.manual_seed(0)
     config = ModelConfig(name="deop", clip="tiny", input_size=128, prompt_template="{}.", options={**SMALL, **options})
-    return DeOP(config, CLIP(ClipConfig.tiny()))
+    return DeOP(config, CLIP(ClipConfig.tiny(stem=stem)))
 
 
 def test_proposal_network_gives_class_agnostic_masks_at_quarter_resolution():
@@ -46,8 +46,9 @@ def test_severance_is_on_the_last_clip_layer_only():
     assert model.severance == (0.0,) * 5 + (1.0,)
 
 
-def test_zero_additive_visual_prompt_leaves_clip_unchanged():
-    model = tiny_deop()
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_zero_additive_visual_prompt_leaves_clip_unchanged(stem):
+    model = tiny_deop(stem)
     images = torch.randn(1, 3, 128, 128)
     with_prompt = model.clip.visual(images).patch_features
     model.visual_prompt.prompt.data.normal_()

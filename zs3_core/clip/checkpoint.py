@@ -119,10 +119,21 @@ def _count_blocks(sd: Mapping[str, torch.Tensor], prefix: str) -> int:
 
 
 def _require(sd: Mapping[str, torch.Tensor], keys: List[str]) -> None:
-    missing = [k for k in keys if k not in sd]
+    """Each key, or each ``a|b`` alternative, must be present."""
+    missing = [k for k in keys if not any(option in sd for option in k.split("|"))]
     if missing:
         hint = " (ResNet CLIP models are not supported)" if "visual.layer1.0.conv1.weight" in sd else ""
         raise ClipStateDictMismatch(f"not a CLIP ViT state dict: missing {missing}{hint}")
+
+
+def _patch_embedding(sd: Mapping[str, torch.Tensor]) -> tuple:
+    """(stem, width, patch size) from the patch-embedding weights: CLIP's patchify conv, or a
+    convolutional stem whose stride-2 convolutions each halve the resolution."""
+    if "visual.conv1.weight" in sd:
+        width, _, patch, _ = sd["visual.conv1.weight"].shape
+        return "patch", width, patch
+    convs = [k for k, v in sd.items() if k.startswith("visual.stem.convs.") and v.dim() == 4]
+    return "conv", sd["visual.stem.proj.weight"].shape[0], 2 ** len(convs)
 
 
 def config_from_state_dict(sd: Mapping[str, torch.Tensor], activation: str = "quick_gelu") -> ClipConfig:
@@ -131,11 +142,11 @@ def config_from_state_dict(sd: Mapping[str, torch.Tensor], activation: str = "qu
     head size of every OpenAI and open_clip ViT. The activation is not stored either: pass
     ``"gelu"`` for open_clip models trained without QuickGELU.
     """
-    _require(sd, ["visual.conv1.weight", "visual.positional_embedding", "visual.proj",
+    _require(sd, ["visual.conv1.weight|visual.stem.proj.weight", "visual.positional_embedding", "visual.proj",
                   "visual.transformer.resblocks.0.mlp.c_fc.weight", "token_embedding.weight",
                   "positional_embedding", "ln_final.weight", "text_projection",
                   "transformer.resblocks.0.mlp.c_fc.weight"])
-    v_width, _, patch, _ = sd["visual.conv1.weight"].shape
+    stem, v_width, patch = _patch_embedding(sd)
     n_patches = sd["visual.positional_embedding"].shape[0] - 1
     grid = math.isqrt(n_patches)
     if grid * grid != n_patches:
@@ -146,7 +157,7 @@ def config_from_state_dict(sd: Mapping[str, torch.Tensor], activation: str = "qu
         layers=_count_blocks(sd, "visual.transformer.resblocks."), heads=max(v_width // 64, 1),
         output_dim=sd["visual.proj"].shape[1],
         mlp_ratio=sd["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / v_width,
-        activation=activation,
+        activation=activation, stem=stem,
     )
     text = TextConfig(
         context_length=sd["positional_embedding"].shape[0], vocab_size=sd["token_embedding.weight"].shape[0],
@@ -164,6 +175,7 @@ def _architecture_differences(found: ClipConfig, wanted: ClipConfig) -> List[str
         ("vision layers", found.vision.layers, wanted.vision.layers),
         ("vision width", found.vision.width, wanted.vision.width),
         ("vision patch size", found.vision.patch_size, wanted.vision.patch_size),
+        ("vision stem", found.vision.stem, wanted.vision.stem),
         ("vision output dim", found.vision.output_dim, wanted.vision.output_dim),
         ("vision mlp ratio", found.vision.mlp_ratio, wanted.vision.mlp_ratio),
         ("text layers", found.text.layers, wanted.text.layers),

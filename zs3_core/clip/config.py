@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from zs3_core.config import ConfigError, dataclass_from_dict
 
 ACTIVATIONS = ("quick_gelu", "gelu")
+STEMS = ("patch", "conv")
 
 
 class ClipConfigError(ConfigError):
@@ -32,7 +33,11 @@ def _check_tower(cfg: Any, tower: str) -> None:
 @dataclass
 class VisionConfig:
     """ViT image tower. ``image_size`` is the native input size: the positional-embedding grid
-    is ``image_size // patch_size`` per side; other input sizes are interpolated."""
+    is ``image_size // patch_size`` per side; other input sizes are interpolated.
+
+    ``stem``: ``"patch"`` is CLIP's single patch_size×patch_size conv (all published weights);
+    ``"conv"`` is a stack of stride-2 3×3 convolutions (``stem.ConvStem``) for small towers
+    trained from scratch, which learn shape through it and not through a linear patchify."""
 
     image_size: int = 224
     patch_size: int = 16
@@ -42,9 +47,14 @@ class VisionConfig:
     output_dim: int = 512
     mlp_ratio: float = 4.0
     activation: str = "quick_gelu"
+    stem: str = "patch"
 
     def __post_init__(self) -> None:
         _check_tower(self, "vision")
+        if self.stem not in STEMS:
+            raise ClipConfigError(f"vision.stem is {self.stem!r}; expected one of {STEMS}")
+        if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
+            raise ClipConfigError(f"vision.stem 'conv' needs a power-of-two patch_size, got {self.patch_size}")
         if self.image_size % self.patch_size:
             raise ClipConfigError(
                 f"vision.image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
@@ -101,12 +111,13 @@ class ClipConfig:
         )
 
     @classmethod
-    def tiny(cls, image_size: int = 224) -> "ClipConfig":
+    def tiny(cls, image_size: int = 224, stem: str = "patch") -> "ClipConfig":
         """Small CLIP for the synthetic world: same code, head dim 64 like ViT-B/16, and the real
-        49,408-token vocabulary so the real tokenizer applies."""
+        49,408-token vocabulary so the real tokenizer applies. Pre-training from scratch uses
+        ``stem="conv"`` (see ``VisionConfig``)."""
         return cls(
             vision=VisionConfig(image_size=image_size, patch_size=16, width=192, layers=6, heads=3,
-                                output_dim=128),
+                                output_dim=128, stem=stem),
             text=TextConfig(width=128, layers=4, heads=2, output_dim=128),
         )
 

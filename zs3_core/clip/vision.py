@@ -14,6 +14,7 @@ from torch import nn
 
 from .attention import LayerNorm, Transformer, scaled_normal
 from .config import VisionConfig
+from .stem import ConvStem
 
 
 class VisionOutput(NamedTuple):
@@ -76,14 +77,18 @@ def _tracing() -> bool:
 
 
 class VisionTransformer(nn.Module):
-    """CLIP ViT with parameter names of OpenAI CLIP's ``visual`` module."""
+    """CLIP ViT with parameter names of OpenAI CLIP's ``visual`` module (``conv1`` is the patchify
+    conv; a tower configured with ``stem: conv`` has ``stem.*`` in its place)."""
 
     def __init__(self, config: VisionConfig):
         super().__init__()
         self.config = config
         width, grid = config.width, config.grid_size
         scale = width ** -0.5
-        self.conv1 = nn.Conv2d(3, width, kernel_size=config.patch_size, stride=config.patch_size, bias=False)
+        if config.stem == "conv":
+            self.stem = ConvStem(width, config.patch_size)
+        else:
+            self.conv1 = nn.Conv2d(3, width, kernel_size=config.patch_size, stride=config.patch_size, bias=False)
         self.class_embedding = scaled_normal(width, std=scale)
         self.positional_embedding = scaled_normal(grid * grid + 1, width, std=scale)
         self.ln_pre = LayerNorm(width)
@@ -93,6 +98,12 @@ class VisionTransformer(nn.Module):
         self.transformer.init_parameters()
         # (h, w) → (stamp of the parameter it was computed from, interpolated embedding)
         self._pos_cache: Dict[Tuple[int, int], Tuple[tuple, torch.Tensor]] = {}
+
+    @property
+    def patch_embed(self) -> nn.Module:
+        """The module turning (B, 3, H, W) images into (B, width, h, w) patch embeddings (where
+        DeOP's additive prompt hooks in), whichever the stem."""
+        return self.stem if self.config.stem == "conv" else self.conv1
 
     def positional_embedding_for(self, h: int, w: int) -> torch.Tensor:
         """(1 + h·w, width) embedding for an h×w patch grid.
@@ -162,7 +173,7 @@ class VisionTransformer(nn.Module):
         n_layers_prompted = 0 if prompts is None else prompts.shape[0]
         n_prompts = prompts.shape[1] if n_layers_prompted else 0
 
-        x = self.conv1(images.to(self.conv1.weight.dtype))  # (B, width, h, w)
+        x = self.patch_embed(images.to(self.class_embedding.dtype))  # (B, width, h, w)
         b, width, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)  # (B, h*w, width)
         cls = self.class_embedding.to(x.dtype).expand(b, 1, width)

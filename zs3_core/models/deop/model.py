@@ -62,7 +62,7 @@ class DeOPOptions:
 class AdditivePatchPrompt(nn.Module):
     """A learned (width, g, g) map added to the patch embeddings (DeOP supp. B "adding prompts").
 
-    Attached as a forward hook on CLIP's patch-embedding conv, because the CLIP tower has no
+    Attached as a forward hook on CLIP's patch embedding (`visual.patch_embed`), because the CLIP tower has no
     additive-prompt input; resized bilinearly if the patch grid differs from g × g.
     """
 
@@ -77,7 +77,7 @@ class AdditivePatchPrompt(nn.Module):
         return patch_embeddings + prompt.to(patch_embeddings.dtype)
 
     def hook(self, _module: nn.Module, _inputs, output: torch.Tensor) -> torch.Tensor:
-        """Forward hook for CLIP's `visual.conv1` (a bound method, so deepcopy rebinds it)."""
+        """Forward hook for CLIP's `visual.patch_embed` (a bound method, so deepcopy rebinds it)."""
         return self(output)
 
 
@@ -104,7 +104,7 @@ class DeOP(ZeroShotSegmentationModel):
         self.visual_prompt = None
         if opts.additive_visual_prompt:
             self.visual_prompt = AdditivePatchPrompt(vision.width, config.input_size // vision.patch_size)
-            self.clip.visual.conv1.register_forward_hook(self.visual_prompt.hook)
+            self.clip.visual.patch_embed.register_forward_hook(self.visual_prompt.hook)
 
     def encode_classes(self, names: Sequence[str], template: str) -> torch.Tensor:
         """(C, D) normalised text classifiers with the learned context (template "{}.")."""
