@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from zs3_core import Segmenter
+from zs3_core.clip import ClipConfig, VisionTransformer
 from zs3_core.config import REPO_ROOT, ModelConfig, load_model_config
 from zs3_core.export import ExportError, example_inputs
 from zs3_core.export.cache import MANIFEST_FILE, EngineCache, EngineKey, model_hash
@@ -125,6 +126,8 @@ def test_fp16_engine_preparation_keeps_norms_in_fp32():
     assert any(isinstance(m, Fp32Norm) for m in half.modules())   # LDVC's own (non-CLIP) norms wrapped
     assert half.clip.visual.conv1.weight.dtype == torch.float16
     assert next(model.parameters()).dtype == torch.float32          # the original is untouched
+    conv_stem = with_fp32_norms(VisionTransformer(ClipConfig.tiny(stem="conv").vision), torch.float16).stem
+    assert all(isinstance(conv_stem.convs[i], Fp32Norm) for i in range(1, len(conv_stem.convs), 3))
 
 
 # ---- engine cache -------------------------------------------------------------------------

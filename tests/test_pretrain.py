@@ -27,7 +27,7 @@ SMALL = ["train.batch_size=4", "train.log_every=1", "data.eval_scenes=8", "data.
 
 def test_shipped_config_is_the_tiny_preset_at_the_world_size_with_a_short_context():
     config = load_pretrain_config(CONFIG)
-    tiny = ClipConfig.tiny(image_size=128)
+    tiny = ClipConfig.tiny(image_size=128, stem="conv")
     assert config.clip.vision == tiny.vision
     assert config.clip.text == dataclasses.replace(tiny.text, context_length=32)
     assert config.clip.text.vocab_size == 49408          # the real BPE vocabulary
@@ -100,9 +100,10 @@ def test_pretrain_command_writes_weights_that_the_clip_loader_reads(tmp_path):
     weights = out / "clip.safetensors"
     assert weights.is_file() and (out / "metrics.json").is_file() and (out / "log.csv").is_file()
     clip = load_clip(weights, load_pretrain_config(CONFIG, overrides=SMALL).clip)
-    assert clip.visual.conv1.weight.dtype == torch.float32          # stored fp16, loaded fp32
+    assert clip.visual.stem.proj.weight.dtype == torch.float32      # stored fp16, loaded fp32
     inferred = load_clip(weights)                                    # architecture from the shapes alone
     assert inferred.config.text.context_length == 32 and inferred.config.vision.width == 192
+    assert inferred.config.vision.stem == "conv" and inferred.config.vision.patch_size == 16
     rows = (out / "log.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 and all(math.isfinite(float(r.split(",")[1])) for r in rows[1:])
 
