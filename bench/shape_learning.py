@@ -27,9 +27,9 @@ import torch.nn.functional as F
 
 from training.pretrain import normalise_images, sincos_position_table
 from zs3_core.clip import CLIP, ClipConfig
+from zs3_core.config import IMAGENET_MEAN, IMAGENET_STD
 from zs3_core.synthetic import SyntheticWorld, WorldConfig
 
-MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 HELD_OUT = 2_000_000_000
 
 
@@ -59,7 +59,7 @@ def small_cnn(num_classes: int) -> nn.Module:
 def scenes(world: SyntheticWorld, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     drawn = [world.scene(start + i) for i in range(count)]
     labels = torch.tensor([s.class_ids[0] if s.class_ids else 0 for s in drawn])
-    return normalise_images([s.image for s in drawn], MEAN, STD), labels
+    return normalise_images([s.image for s in drawn], IMAGENET_MEAN, IMAGENET_STD), labels
 
 
 def train_and_probe(name: str, model: nn.Module, world: SyntheticWorld, steps: int, batch: int) -> float:

@@ -19,6 +19,14 @@ class ClipConfigError(ConfigError):
     """A CLIP configuration is inconsistent or has unknown fields."""
 
 
+def conv_stem_stages(patch_size: int) -> int:
+    """How many stride-2 convolutions a convolutional stem needs for ``patch_size`` (log2 of it);
+    only powers of two ≥ 2 have an answer."""
+    if patch_size < 2 or patch_size & (patch_size - 1):
+        raise ClipConfigError(f"vision.stem 'conv' needs a power-of-two patch_size, got {patch_size}; the smallest is 2")
+    return patch_size.bit_length() - 1
+
+
 def _check_tower(cfg: Any, tower: str) -> None:
     """Checks both towers share: heads divide the width, a known activation."""
     if cfg.heads <= 0 or cfg.width % cfg.heads:
@@ -53,8 +61,8 @@ class VisionConfig:
         _check_tower(self, "vision")
         if self.stem not in STEMS:
             raise ClipConfigError(f"vision.stem is {self.stem!r}; expected one of {STEMS}")
-        if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
-            raise ClipConfigError(f"vision.stem 'conv' needs a power-of-two patch_size, got {self.patch_size}")
+        if self.stem == "conv":
+            conv_stem_stages(self.patch_size)
         if self.image_size % self.patch_size:
             raise ClipConfigError(
                 f"vision.image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"

@@ -12,10 +12,10 @@ running statistics, and batches of 1 at inference must behave like training.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from .config import conv_stem_stages
 
 CHANNELS_PER_GROUP = 8
 
@@ -23,9 +23,7 @@ CHANNELS_PER_GROUP = 8
 def conv_stem_channels(width: int, patch_size: int) -> list[int]:
     """Output channels of the stride-2 convolutions: doubling up to ``width`` (24, 48, 96, 192
     for width 192 and 16-px patches). ``patch_size`` must be a power of two ≥ 2."""
-    stages = int(math.log2(patch_size)) if patch_size > 1 else 0
-    if stages < 1 or 2 ** stages != patch_size:
-        raise ValueError(f"a convolutional stem needs a power-of-two patch size >= 2, got {patch_size}")
+    stages = conv_stem_stages(patch_size)
     return [max(width >> (stages - 1 - i), CHANNELS_PER_GROUP) for i in range(stages)]
 
 
