@@ -15,7 +15,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -212,10 +212,12 @@ class SegmenterClient:
 
 
 class Spinner:
-    """A MultiThreadedExecutor spinning some nodes on a background thread (``with`` block)."""
+    """One executor spinning some nodes on a background thread (``with`` block); single-threaded
+    like the node's own ``main`` (see ``zs3_ros.node``): no callback here is slow."""
 
-    def __init__(self, *nodes: Any, context: Optional[rclpy.context.Context] = None, num_threads: int = 4):
-        self.executor = MultiThreadedExecutor(num_threads=num_threads, context=context)
+    def __init__(self, *nodes: Any, context: Optional[rclpy.context.Context] = None,
+                 executor_type: type = SingleThreadedExecutor):
+        self.executor = executor_type(context=context)
         for node in nodes:
             self.add(node)
         self._thread = threading.Thread(target=self._spin, name="zs3_spinner", daemon=True)
@@ -242,12 +244,13 @@ class Spinner:
 @contextmanager
 def running_segmenter(parameters: Optional[dict] = None, params_file: Optional[str] = None,
                       compressed: bool = False, overlay: bool = False, connect_timeout: float = 20.0,
-                      segmenter: Any = None):
+                      segmenter: Any = None, executor_type: type = SingleThreadedExecutor):
     """A zs3_segmenter node and a SegmenterClient in a private rclpy context, spinning.
 
     Yields ``(node, client)``; everything is torn down on exit. ``parameters`` override the
     parameter file (e.g. ``{"input_transport": "compressed"}``); ``segmenter`` hands the node an
-    already built ``zs3_core.Segmenter`` instead of loading one from ``model_config``.
+    already built ``zs3_core.Segmenter`` instead of loading one from ``model_config``;
+    ``executor_type`` is the rclpy executor class that spins both (benchmarks compare them).
     """
     from rclpy.parameter import Parameter
 
@@ -262,7 +265,7 @@ def running_segmenter(parameters: Optional[dict] = None, params_file: Optional[s
         node = SegmenterNode(segmenter=segmenter, context=context, cli_args=cli_args, parameter_overrides=overrides)
         client = SegmenterClient(context, segmenter=node.get_fully_qualified_name(), compressed=compressed,
                                  overlay=overlay)
-        with Spinner(node, client, context=context):
+        with Spinner(node, client, context=context, executor_type=executor_type):
             if not client.wait_until_connected(connect_timeout):
                 raise TimeoutError(f"the camera client did not discover {node.get_fully_qualified_name()} "
                                    f"within {connect_timeout} s")
@@ -273,3 +276,42 @@ def running_segmenter(parameters: Optional[dict] = None, params_file: Optional[s
         if node is not None:
             node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+@dataclass
+class StreamDuringChange:
+    """What `stream_while_changing_vocabulary` saw: input keys, the service reply, output gaps."""
+    keys: list
+    reply: Any
+    gaps_s: list          # seconds between consecutive label images received
+
+    def max_gap_s(self) -> float:
+        return max(self.gaps_s, default=float("inf"))
+
+
+def stream_while_changing_vocabulary(client: SegmenterClient, frames: Sequence[Any], class_names: Sequence[str],
+                                     period_s: float = 0.2, delay_s: float = 0.5, min_frames: int = 10,
+                                     timeout_s: float = 60.0) -> StreamDuringChange:
+    """Publish `frames` in turn every `period_s`; `delay_s` in, ask the node for `class_names`.
+
+    Streams until the reply is in and at least `min_frames` went out, then one more frame,
+    and waits for its outputs: the way an operator changes vocabulary on a live camera.
+    """
+    reply_box: dict = {}
+
+    def change_vocabulary() -> None:
+        time.sleep(delay_s)
+        reply_box["reply"] = client.set_vocabulary(class_names, timeout=timeout_s)
+
+    changer = threading.Thread(target=change_vocabulary, name="zs3_vocabulary_change")
+    changer.start()
+    keys = []
+    start = time.monotonic()
+    while (changer.is_alive() or len(keys) < min_frames) and time.monotonic() - start < timeout_s:
+        keys.append(client.publish(frames[len(keys) % len(frames)]))
+        time.sleep(period_s - (time.monotonic() - start) % period_s)
+    changer.join()
+    keys.append(client.publish(frames[0]))
+    client.wait_outputs(keys[-1], timeout=15)
+    arrivals = sorted(client.frames[k].arrived["labels"] for k in keys if "labels" in client.frames[k].arrived)
+    return StreamDuringChange(keys, reply_box.get("reply"), [b - a for a, b in zip(arrivals, arrivals[1:])])
