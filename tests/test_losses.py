@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from zs3_core.losses import (dice_loss, one_hot_targets, probability_focal_loss, resize_to_target,
-                             sigmoid_focal_loss)
+                             sigmoid_focal_loss, subsample_targets)
 
 
 def test_ignored_pixels_are_all_negative_rows_or_void_positives():
@@ -61,3 +61,11 @@ def test_dice_without_any_positive_pixel_is_zero_but_differentiable():
 
 def test_logits_are_upsampled_to_the_label_map():
     assert resize_to_target(torch.zeros(2, 5, 8, 8), torch.zeros(2, 32, 32, dtype=torch.long)).shape == (2, 5, 32, 32)
+
+
+def test_subsampled_labels_are_the_centre_pixels_of_their_cells():
+    labels = torch.arange(16 * 16).reshape(1, 16, 16)
+    sub = subsample_targets(labels, 4)
+    assert sub.shape == (1, 4, 4)
+    assert sub[0, 1, 2].item() == labels[0, 4 + 2, 8 + 2].item()
+    assert subsample_targets(labels, 1) is labels

@@ -26,7 +26,7 @@ from torch import nn
 
 from test_datasets import write_voc_root
 from training.config import build_run_config, load_run_config
-from training.train import TrainResult, latest_checkpoint_step, lr_factor, per_process_batch, train
+from training.train import TrainingStep, TrainResult, latest_checkpoint_step, lr_factor, per_process_batch, train
 from zs3_core.config import REPO_ROOT, ConfigError, ModelConfig
 from zs3_core.models.base import ZeroShotSegmentationModel
 
@@ -131,6 +131,18 @@ def test_global_batch_is_split_over_processes_and_accumulation_steps(tmp_path):
     assert per_process_batch(cfg, world_size=4) == 2
     with pytest.raises(ConfigError, match="not divisible"):
         per_process_batch(cfg, world_size=3)
+
+
+def test_loss_stride_scores_the_subsampled_labels(tmp_path):
+    model, names = TinySegmenter(), ["a", "b", "c"]
+    images, targets = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    targets[:, :8] = 255
+    strided = TrainingStep(model, names, "{}", loss_stride=4)(images, targets)["loss"]
+    logits = model(images, model.encode_classes(names, "{}"))
+    assert torch.equal(strided, model.compute_loss(logits, targets[:, 2::4, 2::4])["loss"])
+    assert not torch.equal(strided, model.compute_loss(logits, targets)["loss"])
+    with pytest.raises(ConfigError, match="train.loss_stride"):
+        build_run_config(tiny_config(tmp_path, tmp_path, loss_stride=0))
 
 
 def test_training_lowers_the_loss_and_logs_csv(voc_root, tmp_path):

@@ -69,6 +69,7 @@ class TrainConfig:
     poly_power: float = 0.9
     grad_accum: int = 1
     amp: bool = True            # CUDA only; ignored on CPU
+    loss_stride: int = 1        # the loss sees every k-th label pixel per axis; 1 = all (the papers)
     seed: int = 0
     log_every: int = 50
     eval_every: int = 0         # 0: evaluate only at the end of `zs3 eval`
@@ -76,7 +77,7 @@ class TrainConfig:
     out_dir: str = "runs/default"
 
     def __post_init__(self):
-        require_at_least(self, "train", ("iterations", "batch_size", "grad_accum", "log_every"), 1)
+        require_at_least(self, "train", ("iterations", "batch_size", "grad_accum", "log_every", "loss_stride"), 1)
         require_at_least(self, "train", ("warmup_iters", "eval_every", "checkpoint_every"), 0)
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")

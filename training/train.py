@@ -30,6 +30,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from zs3_core.config import ConfigError
+from zs3_core.losses import subsample_targets
 from zs3_core.model_checkpoint import (load_model_checkpoint, load_training_state,
                                        save_model_checkpoint, save_training_state)
 
@@ -55,11 +56,12 @@ class TrainingStep(nn.Module):
     """Text side + image side + loss in one forward, so DDP sees every trainable tensor
     (learned text prompts included) used inside the call it wraps."""
 
-    def __init__(self, model: nn.Module, class_names, template: str):
+    def __init__(self, model: nn.Module, class_names, template: str, loss_stride: int = 1):
         super().__init__()
         self.model = model
         self.class_names = list(class_names)
         self.template = template
+        self.loss_stride = loss_stride
         self._frozen_text: Optional[torch.Tensor] = None
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -68,7 +70,7 @@ class TrainingStep(nn.Module):
             embeddings = self.model.encode_classes(self.class_names, self.template)
             if not embeddings.requires_grad:  # nothing to learn on the text side: encode once
                 self._frozen_text = embeddings.detach()
-        return self.model.compute_loss(self.model(images, embeddings), targets)
+        return self.model.compute_loss(self.model(images, embeddings), subsample_targets(targets, self.loss_stride))
 
 
 def lr_factor(step: int, warmup_iters: int, iterations: int, power: float) -> float:
@@ -206,7 +208,7 @@ def train(run: RunConfig, model: Optional[nn.Module] = None, max_iters: Optional
         from zs3_core.models import build_model
         model = build_model(run.model)
     model.to(device).train()
-    step_module = TrainingStep(model, dataset.class_names, run.model.prompt_template)
+    step_module = TrainingStep(model, dataset.class_names, run.model.prompt_template, cfg.loss_stride)
     ddp_model = step_module
     if world > 1:  # DDP
         device_ids = [device.index] if device.type == "cuda" else None
