@@ -12,7 +12,7 @@ Concurrency: the executor never runs slow work, so it is a SingleThreadedExecuto
 - /diagnostics comes from a timer.
 Why not rclpy's MultiThreadedExecutor: while a submitted callback waits for a pool thread,
 it re-submits it on every wake-up; on 2 cores beside a 432-class encode that loop held the
-GIL and stalled the stream for 0.3-1.4 s (measured). The callback groups stay explicit, so
+GIL and stalled the stream for 0.3-1.8 s (measured, bench/vocabulary_change_gaps.py). The callback groups stay explicit, so
 the node is still correct under a multi-threaded executor.
 
 A plain node that loads the model on start (not a lifecycle node): the model load is the
@@ -111,7 +111,6 @@ class SegmenterNode(Node):
         self._backend_name = str(getattr(self._segmenter, "backend_name", cfg.backend))
         # The vocabulary in force: one immutable reference, replaced whole (never patched).
         self._vocabulary = self._segmenter.encode_vocabulary(list(cfg.classes), cfg.prompt_template or None)
-        self._vocab_lock = threading.Lock()   # serialises writers; readers take the reference
         self._weights_note = _weights_note(self._segmenter, cfg)
 
         self._throttle = _Throttle(_WARN_PERIOD_S)
@@ -293,17 +292,19 @@ class SegmenterNode(Node):
         return done
 
     def _change_vocabulary(self, names: list, template: str) -> tuple:
-        """Validate and encode, then swap the snapshot between frames → (vocabulary, success, message)."""
-        with self._vocab_lock:
-            old = self._vocabulary
-            try:
-                new = self._segmenter.encode_vocabulary(names, template)
-            except VocabularyError as err:
-                return old, False, f"vocabulary rejected: {err}"
-            except Exception as err:  # an encoder failure must not take the node down
-                self.get_logger().error(f"encoding the vocabulary failed: {type(err).__name__}: {err}")
-                return old, False, f"encoding failed: {type(err).__name__}: {err}"
-            self._vocabulary = new   # atomic reference swap: the next frame uses it
+        """Validate and encode, then swap the snapshot between frames → (vocabulary, success, message).
+
+        Runs on the vocabulary thread, the only writer of ``self._vocabulary``; readers take the reference.
+        """
+        old = self._vocabulary
+        try:
+            new = self._segmenter.encode_vocabulary(names, template)
+        except VocabularyError as err:
+            return old, False, f"vocabulary rejected: {err}"
+        except Exception as err:  # an encoder failure must not take the node down
+            self.get_logger().error(f"encoding the vocabulary failed: {type(err).__name__}: {err}")
+            return old, False, f"encoding failed: {type(err).__name__}: {err}"
+        self._vocabulary = new   # atomic reference swap: the next frame uses it
         self._publish_label_info(new)
         self.get_logger().info(f"vocabulary v{old.version} -> v{new.version}: {len(new.names)} classes")
         return new, True, (f"vocabulary v{new.version} in force: {len(new.names)} classes "

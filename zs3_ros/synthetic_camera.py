@@ -280,10 +280,14 @@ def running_segmenter(parameters: Optional[dict] = None, params_file: Optional[s
 
 @dataclass
 class StreamDuringChange:
-    """What `stream_while_changing_vocabulary` saw: input keys, the service reply, output gaps."""
+    """What `stream_while_changing_vocabulary` saw: input keys, the service reply, output times."""
     keys: list
     reply: Any
-    gaps_s: list          # seconds between consecutive label images received
+    arrivals: list        # monotonic times at which label images came back, sorted
+
+    @property
+    def gaps_s(self) -> list:
+        return [b - a for a, b in zip(self.arrivals, self.arrivals[1:])]
 
     def max_gap_s(self) -> float:
         return max(self.gaps_s, default=float("inf"))
@@ -314,4 +318,4 @@ def stream_while_changing_vocabulary(client: SegmenterClient, frames: Sequence[A
     keys.append(client.publish(frames[0]))
     client.wait_outputs(keys[-1], timeout=15)
     arrivals = sorted(client.frames[k].arrived["labels"] for k in keys if "labels" in client.frames[k].arrived)
-    return StreamDuringChange(keys, reply_box.get("reply"), [b - a for a, b in zip(arrivals, arrivals[1:])])
+    return StreamDuringChange(keys, reply_box.get("reply"), arrivals)
