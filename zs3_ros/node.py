@@ -12,8 +12,8 @@ Concurrency: the executor never runs slow work, so it is a SingleThreadedExecuto
 - /diagnostics comes from a timer.
 Why not rclpy's MultiThreadedExecutor: while a submitted callback waits for a pool thread,
 it re-submits it on every wake-up; on 2 cores beside a 432-class encode that loop held the
-GIL and stalled the stream for 0.3-1.8 s (measured, bench/vocabulary_change_gaps.py). The callback groups stay explicit, so
-the node is still correct under a multi-threaded executor.
+GIL and stalled the stream for 0.3-1.8 s (measured, bench/vocabulary_change_gaps.py). The
+callback groups stay explicit, so the node is still correct under a multi-threaded executor.
 
 A plain node that loads the model on start (not a lifecycle node): the model load is the
 only expensive transition, and a plain node runs the same on Humble through Kilted and
