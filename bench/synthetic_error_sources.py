@@ -29,7 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.config import load_run_config  # noqa: E402
-from training.evaluate import class_scores, evaluation_set, whole_predict  # noqa: E402
+from training.evaluate import class_scores, evaluation_set, predict_labels  # noqa: E402
 from zs3_core.metrics import ConfusionMatrix  # noqa: E402
 from zs3_core.models import build_model  # noqa: E402
 
@@ -82,9 +82,7 @@ def attribute_accuracy(config: str, scenes: int) -> None:
     counts = torch.zeros(2, 4)  # rows: all, unseen; columns: pixels, colour, shape, both
     for i in range(len(eval_set)):
         image, target = eval_set[i]
-        probs = whole_predict(predict, image[None], run.data.crop_size)
-        predicted = F.interpolate(probs.float(), size=target.shape, mode="bilinear",
-                                  align_corners=False).argmax(1)[0]
+        predicted = predict_labels(predict, image, target.shape, run)
         labelled = target != run.data.ignore_index
         truth, guess = target[labelled], predicted[labelled]
         colour, shape = colour_of[truth] == colour_of[guess], shape_of[truth] == shape_of[guess]

@@ -72,6 +72,18 @@ def class_scores(model: nn.Module, class_embeddings: torch.Tensor, seen_ids, off
     return predict
 
 
+def predict_labels(predict, image: torch.Tensor, size: tuple[int, int], run: RunConfig) -> torch.Tensor:
+    """(3, H, W) image → (h, w) class ids at the label size `size`: whole or sliding-window
+    inference as `data.eval_mode` says, scores upsampled bilinearly, then argmax."""
+    image = image.unsqueeze(0)
+    if run.data.eval_mode == "slide":
+        probs = slide_predict(predict, image, run.data.crop_size, run.data.slide_stride)
+    else:
+        probs = whole_predict(predict, image, run.data.crop_size)
+    probs = F.interpolate(probs.float(), size=tuple(size), mode="bilinear", align_corners=False)
+    return probs.argmax(1)[0]
+
+
 @torch.inference_mode()
 def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str = "cpu",
                    split: Optional[str] = None, progress: bool = True,
@@ -91,7 +103,6 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
     predict = class_scores(model, embeddings, gzs3.seen_ids, run.eval.seen_score_offset)
     matrix = ConfusionMatrix(gzs3.num_classes, ignore_index=run.data.ignore_index,
                              class_names=list(gzs3.class_names))
-    window, stride = run.data.crop_size, run.data.slide_stride
     rank, world = shard
     indices = range(rank, len(eval_set), world)
     if progress and rank == 0:
@@ -99,13 +110,7 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
         indices = tqdm(indices, desc="eval", unit="img", dynamic_ncols=True)
     for i in indices:
         image, target = eval_set[i]
-        image = image.unsqueeze(0).to(device)
-        if run.data.eval_mode == "slide":
-            probs = slide_predict(predict, image, window, stride)
-        else:
-            probs = whole_predict(predict, image, window)
-        probs = F.interpolate(probs.float(), size=target.shape, mode="bilinear", align_corners=False)
-        matrix.update(probs.argmax(1)[0].cpu(), target)
+        matrix.update(predict_labels(predict, image.to(device), target.shape, run).cpu(), target)
     model.train(was_training)
     if world > 1:  # DDP: sum the confusion counts of all processes
         counts = torch.from_numpy(matrix.counts).to(device)
