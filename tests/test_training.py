@@ -96,14 +96,13 @@ LAUNCHER = textwrap.dedent("""
     import torch.distributed as dist
     from test_training import TinySegmenter
     from training.config import load_run_config
-    from training.train import train
+    from training.train import end_distributed, train
 
     config, max_iters, resume, out = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
     result = train(load_run_config(config), model=TinySegmenter(), max_iters=max_iters, resume=resume)
     if not dist.is_initialized() or dist.get_rank() == 0:
         json.dump({"steps": result.steps, "losses": result.losses}, open(out, "w"))
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    end_distributed(wait_for_peers=True)
 """)
 
 

@@ -33,24 +33,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch.distributed as dist
-
     from zs3_core.config import ConfigError
     from zs3_core.datasets import DatasetLayoutError
     from zs3_core.model_checkpoint import CheckpointError
     from training.config import load_run_config
-    from training.train import train
+    from training.train import end_distributed, train
 
+    finished = False
     try:
         run_config = load_run_config(args.config, data_root=args.data_root, out_dir=args.out,
                                      overrides=args.set)
         result = train(run_config, max_iters=args.max_iters, dry_run=args.dry_run, resume=args.resume)
+        finished = True
     except (ConfigError, DatasetLayoutError, CheckpointError) as err:
         log.error("%s", err)
         return 2
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        end_distributed(wait_for_peers=finished)
     if result.losses:
         log.info("last loss %.4f at step %d; outputs in %s", result.losses[-1], result.steps[-1], result.out_dir)
     return 0
