@@ -29,7 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.config import load_run_config  # noqa: E402
-from training.evaluate import class_scores, evaluation_set, predict_labels  # noqa: E402
+from training.evaluate import evaluation_set, gzs3_predictor, predict_labels  # noqa: E402
 from zs3_core.metrics import ConfusionMatrix  # noqa: E402
 from zs3_core.models import build_model  # noqa: E402
 
@@ -77,8 +77,7 @@ def attribute_accuracy(config: str, scenes: int) -> None:
     colour_of, shape_of = words(list(gzs3.class_names))
     is_unseen = torch.zeros(gzs3.num_classes, dtype=torch.bool)
     is_unseen[list(gzs3.unseen_ids)] = True
-    predict = class_scores(model, model.encode_classes(list(gzs3.class_names), run.model.prompt_template),
-                           gzs3.seen_ids, run.eval.seen_score_offset)
+    predict = gzs3_predictor(model, run, gzs3)
     counts = torch.zeros(2, 4)  # rows: all, unseen; columns: pixels, colour, shape, both
     for i in range(len(eval_set)):
         image, target = eval_set[i]

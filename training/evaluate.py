@@ -72,6 +72,13 @@ def class_scores(model: nn.Module, class_embeddings: torch.Tensor, seen_ids, off
     return predict
 
 
+def gzs3_predictor(model: nn.Module, run: RunConfig, gzs3, device: torch.device | str = "cpu"):
+    """The Predict callable over all of the split's classes (seen and unseen), prompted and
+    calibrated as `run` says: what `evaluate_model` scores and benches must score alike."""
+    embeddings = model.encode_classes(list(gzs3.class_names), run.model.prompt_template).to(device)
+    return class_scores(model, embeddings, gzs3.seen_ids, run.eval.seen_score_offset)
+
+
 def predict_labels(predict, image: torch.Tensor, size: tuple[int, int], run: RunConfig) -> torch.Tensor:
     """(3, H, W) image → (h, w) class ids at the label size `size`: whole or sliding-window
     inference as `data.eval_mode` says, scores upsampled bilinearly, then argmax."""
@@ -99,8 +106,7 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
     gzs3 = eval_set.source.gzs3
     was_training = model.training
     model.eval()
-    embeddings = model.encode_classes(list(gzs3.class_names), run.model.prompt_template).to(device)
-    predict = class_scores(model, embeddings, gzs3.seen_ids, run.eval.seen_score_offset)
+    predict = gzs3_predictor(model, run, gzs3, device)
     matrix = ConfusionMatrix(gzs3.num_classes, ignore_index=run.data.ignore_index,
                              class_names=list(gzs3.class_names))
     rank, world = shard
