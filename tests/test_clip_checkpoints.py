@@ -167,3 +167,31 @@ def test_missing_file_and_non_clip_weights_are_reported(tmp_path):
     torch.save({"visual.layer1.0.conv1.weight": torch.zeros(1)}, path)
     with pytest.raises(ClipStateDictMismatch, match="ResNet CLIP models are not supported"):
         load_clip(path)
+
+
+def test_safetensors_header_config_supplies_what_the_tensors_cannot_show(inputs, tmp_path):
+    """The activation leaves no trace in the tensors: the safetensors header `zs3 pretrain`
+    writes carries it, and a header that contradicts the tensors is refused."""
+    import json
+
+    torch.manual_seed(5)
+    tiny = TINY.to_dict()
+    gelu = ClipConfig.from_dict({"vision": {**tiny["vision"], "activation": "gelu"},
+                                 "text": {**tiny["text"], "activation": "gelu"}})
+    source = CLIP(gelu).eval()
+    tensors = {k: v.contiguous() for k, v in source.state_dict().items()}
+    path = tmp_path / "gelu.safetensors"
+    save_file(tensors, str(path), metadata={"clip_config": json.dumps(gelu.to_dict())})
+    loaded = load_clip(path)
+    assert loaded.config == gelu
+    assert_same_model(loaded, source, inputs)
+    lying = tmp_path / "lying.safetensors"
+    deeper = ClipConfig.from_dict({**gelu.to_dict(), "vision": {**gelu.to_dict()["vision"], "layers": 8}})
+    save_file(tensors, str(lying), metadata={"clip_config": json.dumps(deeper.to_dict())})
+    with pytest.raises(ClipStateDictMismatch, match="header's clip_config contradicts the weights: "
+                                                    "checkpoint has 6 vision layers, header says 8"):
+        load_clip(lying)
+    garbled = tmp_path / "garbled.safetensors"
+    save_file(tensors, str(garbled), metadata={"clip_config": "{not json"})
+    with pytest.raises(ClipCheckpointError, match="unreadable clip_config"):
+        load_clip(garbled)

@@ -9,6 +9,7 @@ training checkpoints (``{"state_dict": ...}`` with ``module.`` DDP prefixes), an
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pickle
 import re
@@ -169,6 +170,31 @@ def config_from_state_dict(sd: Mapping[str, torch.Tensor], activation: str = "qu
     return ClipConfig(vision=vision, text=text)
 
 
+def header_clip_config(path: PathLike, inferred: ClipConfig) -> ClipConfig:
+    """The config a safetensors header records (``clip_config``, as `zs3 pretrain` writes it),
+    else `inferred`. Why: weights cannot show the activation (QuickGELU or GELU), so a tiny
+    CLIP pre-trained with GELU would otherwise load as QuickGELU and compute something else.
+    A header that contradicts the weights' shapes is refused, not trusted."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return inferred
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        recorded = (f.metadata() or {}).get("clip_config")
+    if recorded is None:
+        return inferred
+    try:
+        config = ClipConfig.from_dict(json.loads(recorded))
+    except (ValueError, TypeError) as exc:   # ConfigError is a ValueError
+        raise ClipCheckpointError(f"{path}: unreadable clip_config in the safetensors header ({exc})") from None
+    differences = _architecture_differences(inferred, config)
+    if differences:
+        raise ClipStateDictMismatch(f"{path}: the header's clip_config contradicts the weights: "
+                                    + "; ".join(d.replace("config asks for", "header says") for d in differences))
+    return config
+
+
 def _architecture_differences(found: ClipConfig, wanted: ClipConfig) -> List[str]:
     """Human-readable differences in what the weights fix (not heads/activation/image size)."""
     checks = [
@@ -233,14 +259,14 @@ def load_clip(
 ) -> CLIP:
     """Build a CLIP from a checkpoint file, in fp32 on CPU, in eval mode.
 
-    config: the architecture to load into; ``None`` infers it (``config_from_state_dict``, with
-    ``activation``). image_size: with an inferred config, the native input size to resize the
+    config: the architecture to load into; ``None`` takes the one a safetensors header records,
+    else infers it (``config_from_state_dict``, with ``activation``). image_size: with an inferred config, the native input size to resize the
     positional grid to at load (e.g. 512 for the 32×32 grid of the segmentation papers), so no
     interpolation runs per frame. With an explicit config its ``vision.image_size`` decides.
     """
     sd = load_clip_state_dict(path)
     if config is None:
-        config = config_from_state_dict(sd, activation=activation)
+        config = header_clip_config(path, config_from_state_dict(sd, activation=activation))
         if image_size is not None:
             config = dataclasses.replace(config, vision=dataclasses.replace(config.vision, image_size=image_size))
     return load_clip_into(CLIP(config), sd, source=str(path)).eval()
