@@ -72,8 +72,8 @@ def test_scores_are_a_distribution_over_classes_and_void():
     torch.testing.assert_close(scores, outputs["semantic"][:, :2].detach(), atol=1e-5, rtol=1e-5)
 
 
-def test_loss_sends_ignored_pixels_to_void_and_needs_training_outputs():
-    model = tiny_deop().train()
+def test_semantic_map_loss_sends_ignored_pixels_to_void_and_needs_training_outputs():
+    model = tiny_deop(mask_weight=0, mask_dice_weight=0).train()   # the semantic-map terms alone
     semantic = torch.zeros(1, 3, 32, 32)
     semantic[:, 2] = 1.0                                            # everything predicted void
     ignored = torch.full((1, 128, 128), 255, dtype=torch.long)
@@ -81,6 +81,18 @@ def test_loss_sends_ignored_pixels_to_void_and_needs_training_outputs():
     assert model.compute_loss({"semantic": semantic}, torch.zeros_like(ignored))["loss"].item() > 1.0
     with pytest.raises(TypeError, match="training mode"):
         model.compute_loss(semantic, ignored)
+
+
+def test_proposal_mask_losses_follow_matching_and_reach_the_proposal_network():
+    model = tiny_deop().train()
+    classes = model.encode_classes(["red ring", "blue square"], "{}.").detach()
+    target = torch.full((1, 128, 128), 255, dtype=torch.long)
+    target[:, 10:60, 10:60] = 1
+    losses = model.compute_loss(model(torch.randn(1, 3, 128, 128), classes), target)
+    assert {"loss_focal", "loss_dice", "loss_mask_proposals", "loss_dice_proposals"} <= set(losses)
+    model.zero_grad()
+    model.compute_loss(model(torch.randn(1, 3, 128, 128), classes), target)["loss"].backward()
+    assert model.proposals.query_feat.weight.grad.abs().sum() > 0
 
 
 def test_deop_predict_exports_with_a_dynamic_class_count():
