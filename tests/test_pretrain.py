@@ -93,7 +93,7 @@ def test_captions_name_every_visible_class_including_unseen():
 
 def test_pretrain_command_writes_weights_that_the_clip_loader_reads(tmp_path):
     out = tmp_path / "pt"
-    args = ["pretrain", str(CONFIG), "--out", str(out), "--max-iters", "3"]
+    args = ["pretrain", str(CONFIG), "--out", str(out), "--max-iters", "3", "--set", "train.initial_temperature=0.05"]
     for item in SMALL:
         args += ["--set", item]
     assert zs3(args) == 0
@@ -106,6 +106,7 @@ def test_pretrain_command_writes_weights_that_the_clip_loader_reads(tmp_path):
     assert inferred.config.vision.stem == "conv" and inferred.config.vision.patch_size == 16
     rows = (out / "log.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 and all(math.isfinite(float(r.split(",")[1])) for r in rows[1:])
+    assert abs(float(rows[1].split(",")[2]) - 1 / 0.05) < 0.1       # the scale starts at 1 / temperature
 
 
 def test_pretrain_config_errors_name_the_field(tmp_path):
@@ -115,6 +116,8 @@ def test_pretrain_config_errors_name_the_field(tmp_path):
         load_pretrain_config(CONFIG, overrides=["train.save_dtype=int8"])
     with pytest.raises(ConfigError, match="shape_variants"):
         load_pretrain_config(CONFIG, overrides=["data.shape_variants=7"])
+    with pytest.raises(ConfigError, match="initial_temperature"):
+        load_pretrain_config(CONFIG, overrides=["train.initial_temperature=0.001"])
     with pytest.raises(ConfigError, match="multiple of data.shape_variants"):
         load_pretrain_config(CONFIG, overrides=["train.batch_size=128"])
     with pytest.raises(ValueError, match="objects"):

@@ -68,11 +68,15 @@ class PretrainSchedule:
     eval_every: int = 0
     save_dtype: str = "float16"      # the weights file; training itself runs in fp32
     out_dir: str = "runs/pretrain"
+    initial_temperature: float = 0.07    # CLIP's; the learned scale exp(logit_scale) starts at 1/this
 
     def __post_init__(self):
         from training.config import require_at_least
 
         require_at_least(self, "train", ("iterations", "batch_size", "log_every"), 1)
+        if not 0.01 <= self.initial_temperature <= 1.0:
+            raise ConfigError(f"train.initial_temperature must lie in [0.01, 1] (CLIP clamps the "
+                              f"scale at 100), got {self.initial_temperature}")
         if self.batch_size < 2:
             raise ConfigError("train.batch_size must be >= 2: contrastive learning needs negatives")
         if self.save_dtype not in DTYPES:
@@ -268,6 +272,7 @@ def pretrain(config: PretrainConfig, max_iters: Optional[int] = None) -> Pretrai
     with torch.no_grad():
         vision = config.clip.vision
         model.visual.positional_embedding.copy_(sincos_position_table(vision.grid_size, vision.width))
+        model.logit_scale.fill_(math.log(1 / schedule.initial_temperature))
     optimizer = build_optimizer(model, schedule)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_factor(s, schedule.warmup_iters, schedule.iterations))
