@@ -172,8 +172,9 @@ class DeOP(ZeroShotSegmentationModel):
             terms["loss_dice"] = dice_loss(semantic, onehot)
             loss = loss + opts.focal_weight * terms["loss_focal"] + opts.dice_weight * terms["loss_dice"]
         if opts.mask_weight or opts.mask_dice_weight or opts.class_weight:
-            weights = SetCriterionWeights(opts.class_weight, opts.mask_weight, opts.mask_dice_weight,
-                                          opts.no_object_weight, opts.focal_alpha, opts.focal_gamma)
+            weights = SetCriterionWeights(class_weight=opts.class_weight, mask_weight=opts.mask_weight,
+                                          dice_weight=opts.mask_dice_weight, no_object_weight=opts.no_object_weight,
+                                          focal_alpha=opts.focal_alpha, focal_gamma=opts.focal_gamma)
             matched = set_prediction_loss(outputs["class_logits"], outputs["masks"], targets, weights)
             loss = loss + matched.pop("loss")
             terms.update({f"{name}_proposals" if name in ("loss_mask", "loss_dice") else name: value

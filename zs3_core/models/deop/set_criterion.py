@@ -66,11 +66,11 @@ def hungarian_match(class_logits: torch.Tensor, mask_logits: torch.Tensor, targe
     (query indices, target indices), each of length min(N, K), minimising MaskFormer's cost."""
     from scipy.optimize import linear_sum_assignment
 
+    masks = mask_logits.float()
     class_cost = -class_logits.float().softmax(-1)[:, target_classes] if weights.class_weight else 0.0
     cost = (weights.class_weight * class_cost
-            + weights.mask_weight * pairwise_focal_cost(mask_logits.float(), target_masks, weights.focal_alpha,
-                                                        weights.focal_gamma)
-            + weights.dice_weight * pairwise_dice_cost(mask_logits.float(), target_masks))
+            + weights.mask_weight * pairwise_focal_cost(masks, target_masks, weights.focal_alpha, weights.focal_gamma)
+            + weights.dice_weight * pairwise_dice_cost(masks, target_masks))
     rows, cols = linear_sum_assignment(cost.cpu().numpy())
     device = class_logits.device
     return torch.as_tensor(rows, dtype=torch.long, device=device), torch.as_tensor(cols, dtype=torch.long, device=device)
