@@ -262,7 +262,8 @@ def load_clip(
     config: the architecture to load into; ``None`` takes the one a safetensors header records,
     else infers it (``config_from_state_dict``, with ``activation``). image_size: with an
     inferred config, the native input size to resize the positional grid to at load (e.g. 512
-    for the 32×32 grid of the segmentation papers), so no interpolation runs per frame. With an explicit config its ``vision.image_size`` decides.
+    for the 32×32 grid of the segmentation papers), so no interpolation runs per frame. With an
+    explicit config its ``vision.image_size`` decides.
     """
     sd = load_clip_state_dict(path)
     if config is None:
