@@ -170,13 +170,13 @@ def test_missing_file_and_non_clip_weights_are_reported(tmp_path):
 
 
 def test_safetensors_header_config_supplies_what_the_tensors_cannot_show(inputs, tmp_path):
-    """The activation leaves no trace in the tensors: the safetensors header `zs3 pretrain`
-    writes carries it, and a header that contradicts the tensors is refused."""
+    """The activation and a late class token leave no trace in the tensors: the safetensors
+    header `zs3 pretrain` writes carries them, and a header that contradicts the tensors is refused."""
     import json
 
     torch.manual_seed(5)
     tiny = TINY.to_dict()
-    gelu = ClipConfig.from_dict({"vision": {**tiny["vision"], "activation": "gelu"},
+    gelu = ClipConfig.from_dict({"vision": {**tiny["vision"], "activation": "gelu", "class_token_block": 5},
                                  "text": {**tiny["text"], "activation": "gelu"}})
     source = CLIP(gelu).eval()
     tensors = {k: v.contiguous() for k, v in source.state_dict().items()}

@@ -288,3 +288,56 @@ def test_conv_stem_needs_a_power_of_two_patch_and_a_known_name():
     with pytest.raises(ClipConfigError, match="vision.stem is 'resnet'"):
         ClipConfig.from_dict({"vision": {"stem": "resnet"}})
 
+
+
+
+LATE = ClipConfig.from_dict({"vision": {**TINY.vision.__dict__, "class_token_block": 4}, "text": TINY.text.__dict__})
+
+
+@pytest.fixture(scope="module")
+def late_vision():
+    torch.manual_seed(5)
+    return VisionTransformer(LATE.vision).eval()
+
+
+def test_late_class_token_restarts_from_its_embedding_at_its_block(late_vision, images):
+    """The image embedding depends on blocks < k only through the patches they hand on."""
+    with torch.no_grad():
+        out = late_vision(images, taps=(3,))
+        x = late_vision.patch_embed(images).flatten(2).transpose(1, 2)
+        x = torch.cat([late_vision.class_embedding.expand(2, 1, -1), x], 1)
+        start = late_vision.ln_pre(x + late_vision.positional_embedding_for(4, 5))[:, :1]
+        x = torch.cat([start, out.taps[3].flatten(2).transpose(1, 2)], 1)   # fresh class token + patches
+        for block in late_vision.transformer.resblocks[4:]:
+            x = block(x)
+        expected = late_vision.ln_post(x[:, 0]) @ late_vision.proj
+    torch.testing.assert_close(out.global_feature, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_late_class_patch_features_are_the_class_token_reading_one_patch(late_vision, images):
+    severed = (1.0,) * LATE.vision.layers       # patches independent in every block
+    perturbed = images.clone()
+    perturbed[:, :, 16:32, 32:48] += 1.0        # patch (row 1, column 2)
+    with torch.no_grad():
+        a = late_vision(images, severance=severed, taps=(3, 4))
+        b = late_vision(perturbed, severance=severed)
+        # by hand for patch (0, 0): the class token whose attention in blocks 4 and 5 lands on it alone
+        blocks = late_vision.transformer.resblocks
+        start = late_vision.ln_pre(late_vision.class_embedding + late_vision.positional_embedding[0])
+        y = start
+        for block, tap in zip(blocks[4:], (a.taps[3], a.taps[4])):
+            y = y + block.attn(block.ln_1(tap[:, :, 0, 0])[:, None], alpha=1.0)[:, 0]
+            y = y + block.mlp(block.ln_2(y))
+        expected = late_vision.ln_post(y) @ late_vision.proj
+    torch.testing.assert_close(a.patch_features[:, :, 0, 0], expected, atol=1e-5, rtol=1e-5)
+    changed = (a.patch_features - b.patch_features).abs().amax(dim=1)
+    assert torch.all(changed[:, 1, 2] > 1e-4)
+    changed[:, 1, 2] = 0
+    assert torch.all(changed == 0)
+
+
+def test_class_token_block_must_name_a_block():
+    assert TINY.vision.class_token_block == 0
+    with pytest.raises(ClipConfigError, match="class_token_block is 6"):
+        ClipConfig.from_dict({"vision": {**TINY.vision.__dict__, "class_token_block": 6}})
+    assert ClipConfig.from_dict(yaml.safe_load(yaml.safe_dump(LATE.to_dict()))) == LATE

@@ -98,6 +98,18 @@ def test_zero_visual_prompt_tokens_equal_the_plain_encoder(tiny_clip):
     torch.testing.assert_close(tiny_clip.visual(images, prompts=empty).patch_features, plain)
 
 
+def test_a_late_class_token_tower_hands_ldvc_its_aligned_patch_features():
+    torch.manual_seed(7)
+    tiny = ClipConfig.tiny().to_dict()
+    clip = CLIP(ClipConfig.from_dict({**tiny, "vision": {**tiny["vision"], "class_token_block": 5}})).eval()
+    model = tiny_ldvc(clip).eval()
+    image = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        patches, _, _ = model.encode_image(image)
+        view = clip.visual(image, prompts=model.visual_prompts()).patch_features
+    torch.testing.assert_close(patches, torch.nn.functional.normalize(view, dim=1))
+
+
 def test_zero_text_prompt_tokens_equal_the_plain_encoder(tiny_clip):
     prompts = TextDeepPrompts(tiny_clip.text_config.layers, 0, tiny_clip.text_config.width)
     tokens = ClipTokenizer()(["a photo of a cat."])

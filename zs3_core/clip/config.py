@@ -45,7 +45,14 @@ class VisionConfig:
 
     ``stem``: ``"patch"`` is CLIP's single patch_size×patch_size conv (all published weights);
     ``"conv"`` is a stack of stride-2 3×3 convolutions (``stem.ConvStem``) for small towers
-    trained from scratch, which learn shape through it and not through a linear patchify."""
+    trained from scratch, which learn shape through it and not through a linear patchify.
+
+    ``class_token_block``: the block from which the class token reads the image. 0 is CLIP (all
+    published weights). ``k > 0`` restarts the class token from its embedding before block k
+    (CaiT's late class attention), so the image embedding is built only from what blocks k..
+    read off the patches, and each patch, read the same way, gives a patch feature in the
+    image-text space (``VisionTransformer.class_view``): the dense alignment real CLIP's
+    last-layer values have and a tower trained from scratch in minutes does not acquire."""
 
     image_size: int = 224
     patch_size: int = 16
@@ -56,9 +63,14 @@ class VisionConfig:
     mlp_ratio: float = 4.0
     activation: str = "quick_gelu"
     stem: str = "patch"
+    class_token_block: int = 0
 
     def __post_init__(self) -> None:
         _check_tower(self, "vision")
+        if not 0 <= self.class_token_block < self.layers:
+            raise ClipConfigError(
+                f"vision.class_token_block is {self.class_token_block}; it must name a block, 0..{self.layers - 1}"
+            )
         if self.stem not in STEMS:
             raise ClipConfigError(f"vision.stem is {self.stem!r}; expected one of {STEMS}")
         if self.stem == "conv":

@@ -180,17 +180,35 @@ class VisionTransformer(nn.Module):
         x = torch.cat([cls, x], dim=1) + self.positional_embedding_for(h, w).to(x.dtype)
         x = self.ln_pre(x)
 
+        late_class = self.config.class_token_block
+        class_start = x[:, :1]
+        read: list = []  # the patch tokens entering each block a late class token reads
         tapped: Dict[int, torch.Tensor] = {}
         for i, block in enumerate(self.transformer.resblocks):
             if i < n_layers_prompted:
                 layer_prompts = prompts[i].to(x.dtype).unsqueeze(0).expand(b, n_prompts, width)
                 rest = x[:, 1:] if i == 0 else x[:, 1 + n_prompts:]
                 x = torch.cat([x[:, :1], layer_prompts, rest], dim=1)
+            if late_class and i == late_class:
+                x = torch.cat([class_start, x[:, 1:]], dim=1)
+            if late_class and i >= late_class:
+                read.append(x[:, 1 + n_prompts:])
             x = block(x, alpha=alphas[i])
             if i in taps:
                 tapped[i] = x[:, 1 + n_prompts:].transpose(1, 2).reshape(b, width, h, w)
 
         global_feature = self.ln_post(x[:, 0]) @ self.proj
-        patches = self.ln_post(x[:, 1 + n_prompts:]) @ self.proj  # (B, h*w, output_dim)
+        patch_tokens = self.class_view(class_start, read) if late_class else x[:, 1 + n_prompts:]
+        patches = self.ln_post(patch_tokens) @ self.proj  # (B, h*w, output_dim)
         patch_features = patches.transpose(1, 2).reshape(b, -1, h, w)
         return VisionOutput(global_feature, patch_features, tapped, x)
+
+    def class_view(self, class_start: torch.Tensor, read: Sequence[torch.Tensor]) -> torch.Tensor:
+        """What a late class token would hold had it read each patch alone: from its start,
+        through blocks ``class_token_block``.., its attention replaced by that patch's value
+        (patch severance for the class token). (B, 1, width) and [(B, h*w, width)] → (B, h*w, width)."""
+        y = class_start.expand_as(read[0])
+        for block, patches in zip(self.transformer.resblocks[self.config.class_token_block:], read):
+            y = y + block.attn(block.ln_1(patches), alpha=1.0)
+            y = y + block.mlp(block.ln_2(y))
+        return y
