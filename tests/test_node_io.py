@@ -118,7 +118,7 @@ def test_diagnostics_report_rates_latency_drops_backend_and_vocabulary(segmenter
         for key in ("input_rate_hz", "output_rate_hz", "latency_ms_median", "dropped_frames", "backend",
                     "vocabulary_version", "vocabulary", "malformed_frames"):
             assert key in values, key
-        assert values["backend"].startswith("torch")
+        assert values["backend"].split("/")[0] in ("torch", "onnxruntime")   # `auto` on a CPU, per its bf16
         assert int(values["malformed_frames"]) >= 0 and float(values["latency_ms_median"]) > 0
         assert values["weights"] == "trained"                  # the shipped default model
     finally:

@@ -115,3 +115,18 @@ def test_cli_segment_refuses_a_bad_vocabulary(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "zs3_core.cli", "segment", str(image), "--classes", "a,,b",
                            "--out", str(tmp_path / "l.png")], capture_output=True, text=True)
     assert proc.returncode == 2 and "empty" in proc.stderr
+
+
+def test_a_vocabulary_larger_than_the_backend_serves_is_refused_when_set(tmp_path):
+    """An exported graph serves 1..max_classes; more must be refused at set time, with the
+    old vocabulary kept, not fail on every frame afterwards."""
+    from zs3_core.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    plain = Segmenter.from_config(BASELINE_CONFIG, backend="torch")
+    backend = OnnxRuntimeBackend(plain.model, max_classes=8, cache_dir=tmp_path)
+    seg = Segmenter(plain.model, plain.config, backend=backend)
+    kept = seg.set_vocabulary(["cat", "dog", "road"])
+    with pytest.raises(VocabularyError, match="9 classes; the onnxruntime/fp32/cpu backend serves at most 8"):
+        seg.set_vocabulary([f"thing {i}" for i in range(9)])
+    assert seg.vocabulary is kept
+    assert seg.segment(np.zeros((40, 40, 3), np.uint8)).labels.max() < 3

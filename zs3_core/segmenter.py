@@ -141,6 +141,10 @@ class Segmenter:
         """
         vocab = Vocabulary.create(names, template if template else self.config.prompt_template,
                                   max_classes=self.max_classes)
+        served = self.backend.max_classes
+        if served is not None and len(vocab.names) > served:   # refused here, not on every frame
+            raise VocabularyError(f"{len(vocab.names)} classes; the {self.backend.describe()} backend "
+                                  f"serves at most {served} (its graph was built for 1..{served})")
         start = time.perf_counter()
         with self._encode_lock:      # one text-encoder run at a time; image path unaffected
             embeddings = self.text_cache.get_or_encode(

@@ -1,6 +1,8 @@
 """The backend contract."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 
@@ -12,6 +14,8 @@ class ImageBackend:
     """Runs (1, 3, S, S) image + (C, D) class embeddings → (1, C, h, w) float32 probabilities."""
 
     name: str = "?"
+    max_classes: Optional[int] = None   # the most classes one call serves (an exported graph's
+                                        # profile); None: any number
 
     def __call__(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from zs3_core.backends.base import BackendError, ImageBackend
+from zs3_core.vocabulary import MAX_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class OnnxRuntimeBackend(ImageBackend):
     """Runs `image_path.onnx` (inputs `image`, `class_embeddings`; output `probabilities`)."""
 
     def __init__(self, model: torch.nn.Module, device: str = "cpu", precision: str = "fp32",
-                 max_classes: int = 256, onnx_path: Optional[str | Path] = None,
+                 max_classes: int = MAX_CLASSES, onnx_path: Optional[str | Path] = None,
                  cache_dir: str | Path | None = None):
         if precision != "fp32":
             raise BackendError(f"the onnxruntime backend runs the fp32 graph, not {precision}; "
