@@ -289,8 +289,6 @@ def test_conv_stem_needs_a_power_of_two_patch_and_a_known_name():
         ClipConfig.from_dict({"vision": {"stem": "resnet"}})
 
 
-
-
 LATE = ClipConfig.from_dict({"vision": {**TINY.vision.__dict__, "class_token_block": 4}, "text": TINY.text.__dict__})
 
 

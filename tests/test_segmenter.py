@@ -120,6 +120,7 @@ def test_cli_segment_refuses_a_bad_vocabulary(tmp_path):
 def test_a_vocabulary_larger_than_the_backend_serves_is_refused_when_set(tmp_path):
     """An exported graph serves 1..max_classes; more must be refused at set time, with the
     old vocabulary kept, not fail on every frame afterwards."""
+    from zs3_core.backends import BackendError
     from zs3_core.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     plain = Segmenter.from_config(BASELINE_CONFIG, backend="torch")
@@ -130,3 +131,5 @@ def test_a_vocabulary_larger_than_the_backend_serves_is_refused_when_set(tmp_pat
         seg.set_vocabulary([f"thing {i}" for i in range(9)])
     assert seg.vocabulary is kept
     assert seg.segment(np.zeros((40, 40, 3), np.uint8)).labels.max() < 3
+    with pytest.raises(BackendError, match="9 classes; this graph serves 1..8"):   # a direct call past it
+        backend(torch.zeros(1, 3, 128, 128), torch.zeros(9, kept.embeddings.shape[1]))

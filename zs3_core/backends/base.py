@@ -20,6 +20,12 @@ class ImageBackend:
     def __call__(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def check_class_count(self, count: int, built: str) -> None:
+        """BackendError unless 1 ≤ count ≤ max_classes; ``built`` names what fixed the range
+        ("graph", "engine"). The Segmenter refuses such vocabularies earlier; this guards direct calls."""
+        if self.max_classes is not None and not 1 <= count <= self.max_classes:
+            raise BackendError(f"{count} classes; this {built} serves 1..{self.max_classes}")
+
     def describe(self) -> str:
         """Short label for logs and diagnostics, e.g. "torch/bf16/cpu"."""
         return self.name

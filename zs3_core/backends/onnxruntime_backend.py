@@ -74,8 +74,7 @@ class OnnxRuntimeBackend(ImageBackend):
         self.name = f"onnxruntime/fp32/{kind}"
 
     def __call__(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
-        if not 1 <= class_embeddings.shape[0] <= self.max_classes:
-            raise BackendError(f"{class_embeddings.shape[0]} classes; this graph serves 1..{self.max_classes}")
+        self.check_class_count(class_embeddings.shape[0], "graph")
         feeds = {"image": np.ascontiguousarray(image.detach().cpu().float().numpy()),
                  "class_embeddings": np.ascontiguousarray(class_embeddings.detach().cpu().float().numpy())}
         (probs,) = self.session.run(["probabilities"], feeds)

@@ -35,7 +35,6 @@ class TensorRTBackend(ImageBackend):
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
-        if not 1 <= class_embeddings.shape[0] <= self.max_classes:
-            raise BackendError(f"{class_embeddings.shape[0]} classes; this engine serves 1..{self.max_classes}")
+        self.check_class_count(class_embeddings.shape[0], "engine")
         out = self.engine(image.to(self.device, torch.float32), class_embeddings.to(self.device, torch.float32))
         return out.float()
