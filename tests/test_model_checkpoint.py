@@ -43,6 +43,25 @@ def test_round_trip_stores_only_trainable_tensors_and_the_config(tmp_path):
     assert read_checkpoint_info(path)["config"]["train"]["iterations"] == 10
 
 
+def test_half_precision_checkpoints_store_fp16_and_load_back_into_fp32_parameters(tmp_path):
+    model = TinySegmenter()
+    path = save_model_checkpoint(tmp_path / "h.safetensors", model, CONFIG, step=1, dtype=torch.float16)
+    assert {t.dtype for t in load_file(str(path)).values()} == {torch.float16}
+    other = TinySegmenter()
+    load_model_checkpoint(path, other)
+    assert other.head.weight.dtype == torch.float32
+    assert torch.equal(other.head.weight, model.head.weight.half().float())
+    assert not torch.equal(other.head.weight, model.head.weight)      # rounded, as documented
+
+
+def test_an_unknown_checkpoint_dtype_is_a_config_error():
+    from training.config import TrainConfig
+    from zs3_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="checkpoint_dtype"):
+        TrainConfig(checkpoint_dtype="int8")
+
+
 def test_the_file_is_safetensors_not_a_pickle(tmp_path):
     path = save_model_checkpoint(tmp_path / "m.safetensors", TinySegmenter(), CONFIG, step=1)
     header_len = int.from_bytes(path.read_bytes()[:8], "little")

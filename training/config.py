@@ -14,6 +14,7 @@ import yaml
 
 from zs3_core.config import (ConfigError, ModelConfig, dataclass_from_dict, load_yaml,
                              resolve_path, with_resolved_paths)
+from zs3_core.model_checkpoint import STORAGE_DTYPES
 
 DATASETS = ("voc", "cocostuff", "synthetic")
 
@@ -68,12 +69,14 @@ class TrainConfig:
     warmup_iters: int = 1500
     poly_power: float = 0.9
     grad_accum: int = 1
-    amp: bool = True            # CUDA only; ignored on CPU
+    amp: bool = True            # mixed precision where the hardware has it (training/precision.py)
     loss_stride: int = 1        # the loss sees every k-th label pixel per axis; 1 = all (the papers)
     seed: int = 0
     log_every: int = 50
     eval_every: int = 0         # 0: evaluate only at the end of `zs3 eval`
     checkpoint_every: int = 2000
+    checkpoint_dtype: str = "float32"   # stored weights; float16 halves the files, and --resume then
+                                        # continues from the rounded weights (not bit-exact)
     out_dir: str = "runs/default"
 
     def __post_init__(self):
@@ -81,6 +84,9 @@ class TrainConfig:
         require_at_least(self, "train", ("warmup_iters", "eval_every", "checkpoint_every"), 0)
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if self.checkpoint_dtype not in STORAGE_DTYPES:
+            raise ConfigError(f"train.checkpoint_dtype must be one of {sorted(STORAGE_DTYPES)}, "
+                              f"got {self.checkpoint_dtype!r}")
 
 
 @dataclass(frozen=True)

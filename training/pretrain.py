@@ -30,14 +30,14 @@ from torch.utils.data import DataLoader, IterableDataset
 from zs3_core.clip import CLIP, ClipConfig, ClipTokenizer
 from zs3_core.config import IMAGENET_MEAN, IMAGENET_STD, ConfigError, dataclass_from_dict, load_yaml
 from zs3_core.datasets.transforms import to_tensor
-from zs3_core.model_checkpoint import write_atomically
+from zs3_core.model_checkpoint import STORAGE_DTYPES, write_atomically
 from zs3_core.models.factory import resolve_clip_config
 from zs3_core.synthetic import SyntheticWorld, WorldConfig
+from training.precision import training_precision
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "clip.safetensors"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ class PretrainSchedule:
     seed: int = 0
     log_every: int = 25
     eval_every: int = 0
-    save_dtype: str = "float16"      # the weights file; training itself runs in fp32
+    save_dtype: str = "float16"      # the weights file; the weights train in fp32
+    amp: bool = True                 # bf16 autocast where the hardware has it (training/precision.py)
     out_dir: str = "runs/pretrain"
     initial_temperature: float = 0.07    # CLIP's; the learned scale exp(logit_scale) starts at 1/this
 
@@ -79,8 +80,8 @@ class PretrainSchedule:
                               f"scale at 100), got {self.initial_temperature}")
         if self.batch_size < 2:
             raise ConfigError("train.batch_size must be >= 2: contrastive learning needs negatives")
-        if self.save_dtype not in DTYPES:
-            raise ConfigError(f"train.save_dtype must be one of {sorted(DTYPES)}, got {self.save_dtype!r}")
+        if self.save_dtype not in STORAGE_DTYPES:
+            raise ConfigError(f"train.save_dtype must be one of {sorted(STORAGE_DTYPES)}, got {self.save_dtype!r}")
 
 
 @dataclass
@@ -281,9 +282,11 @@ def pretrain(config: PretrainConfig, max_iters: Optional[int] = None) -> Pretrai
     loader = DataLoader(batches, batch_size=None, num_workers=config.data.num_workers,
                         persistent_workers=False)
     stop = min(schedule.iterations, max_iters) if max_iters else schedule.iterations
+    precision = training_precision(schedule.amp, torch.device("cpu"))
+    autocast = precision.autocast()
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("pre-training CLIP (%.2fM parameters) on %d classes, batch %d, %d steps",
-             n_params / 1e6, world.num_classes, schedule.batch_size, stop)
+    log.info("pre-training CLIP (%.2fM parameters) on %d classes, batch %d, %d steps; train.%s",
+             n_params / 1e6, world.num_classes, schedule.batch_size, stop, precision.reason)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config.raw, sort_keys=False))
     log_path = out_dir / "log.csv"
@@ -294,8 +297,9 @@ def pretrain(config: PretrainConfig, max_iters: Optional[int] = None) -> Pretrai
     running, metrics = 0.0, {}
     progress = tqdm(total=stop, desc="pretrain", unit="it", dynamic_ncols=True)
     for step, (images, tokens) in zip(range(stop), loader):
-        image_features, text_features, scale = model(images, tokens)
-        loss = contrastive_loss(image_features, text_features, scale, tokens)
+        with autocast():
+            image_features, text_features, scale = model(images, tokens)
+        loss = contrastive_loss(image_features.float(), text_features.float(), scale.float(), tokens)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)   # early ViT steps spike without it
@@ -326,8 +330,8 @@ def pretrain(config: PretrainConfig, max_iters: Optional[int] = None) -> Pretrai
         progress.update(1)
     progress.close()
     minutes = (time.perf_counter() - started) / 60
-    metrics = {**metrics, "minutes": minutes, "steps": stop}
-    weights = save_clip_weights(model, out_dir / WEIGHTS_NAME, DTYPES[schedule.save_dtype],
+    metrics = {**metrics, "minutes": minutes, "steps": stop, "precision": str(precision.dtype).removeprefix("torch.")}
+    weights = save_clip_weights(model, out_dir / WEIGHTS_NAME, STORAGE_DTYPES[schedule.save_dtype],
                                 {"clip_config": config.clip.to_dict(), "pretrain_steps": stop,
                                  "seed": schedule.seed})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

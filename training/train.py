@@ -11,7 +11,6 @@ step; the data stream of a resumed run restarts at the exact micro-batch it stop
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import math
@@ -31,11 +30,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from zs3_core.config import ConfigError
 from zs3_core.losses import subsample_targets
-from zs3_core.model_checkpoint import (load_model_checkpoint, load_training_state,
+from zs3_core.model_checkpoint import (STORAGE_DTYPES, load_model_checkpoint, load_training_state,
                                        save_model_checkpoint, save_training_state)
 
 from training.config import RunConfig, TrainConfig
 from training.data import training_set
+from training.precision import training_precision
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = re.compile(r"^step_(\d+)\.safetensors$")
@@ -80,14 +80,18 @@ def lr_factor(step: int, warmup_iters: int, iterations: int, power: float) -> fl
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable tensors only; no weight decay on norms and biases (1-D)."""
+    """AdamW over the trainable tensors only; no weight decay on norms and biases (1-D);
+    each parameter's learning rate scaled by `model.lr_scale(name)`."""
     params = model.trainable_parameters()
     if not params:
         raise ConfigError(f"{type(model).__name__} has no trainable parameters; nothing to train")
-    decay = [p for p in params.values() if p.ndim >= 2]
-    no_decay = [p for p in params.values() if p.ndim < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for name, p in params.items():
+        groups.setdefault((p.ndim >= 2, model.lr_scale(name)), []).append(p)
+    ordered = sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))   # decayed group first
+    return torch.optim.AdamW([{"params": members, "lr": cfg.lr * scale,
+                               "weight_decay": cfg.weight_decay if decay else 0.0}
+                              for (decay, scale), members in ordered], lr=cfg.lr)
 
 
 def per_process_batch(cfg: TrainConfig, world_size: int) -> int:
@@ -227,15 +231,14 @@ def train(run: RunConfig, model: Optional[nn.Module] = None, max_iters: Optional
         device_ids = [device.index] if device.type == "cuda" else None
         ddp_model = DistributedDataParallel(step_module, device_ids=device_ids, broadcast_buffers=False)
 
-    # optimizer and schedule; mixed precision on CUDA only (bf16 where supported)
+    # optimizer and schedule; mixed precision where the hardware has it (training/precision.py)
     optimizer = build_optimizer(model, cfg)
     scheduler = LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup_iters, cfg.iterations, cfg.poly_power))
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else contextlib.nullcontext
-    if cfg.amp and not use_amp and master:
-        log.info("train.amp: mixed precision runs on CUDA only; training in fp32 on %s", device)
+    precision = training_precision(cfg.amp, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision.needs_grad_scaler)
+    autocast = precision.autocast()
+    if master:
+        log.info("train.%s", precision.reason)
 
     start = latest_checkpoint_step(out_dir) if resume else 0
     if resume and start == 0 and master:
@@ -322,7 +325,8 @@ def train(run: RunConfig, model: Optional[nn.Module] = None, max_iters: Optional
                                                  "scheduler": scheduler.state_dict(),
                                                  "scaler": scaler.state_dict(), "step": done})
                 save_model_checkpoint(model_path, model, run.to_dict(), done,
-                                      {"world_size": world, "dataset": run.data.dataset})
+                                      {"world_size": world, "dataset": run.data.dataset},
+                                      STORAGE_DTYPES[cfg.checkpoint_dtype])
                 result.last_checkpoint = model_path
             if world > 1:
                 dist.barrier()

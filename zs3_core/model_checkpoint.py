@@ -18,6 +18,7 @@ import torch
 import yaml
 from torch import nn
 
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 FORMAT = "zs3_ros.model_checkpoint"
 FORMAT_VERSION = "1"
 PathLike = Union[str, Path]
@@ -50,13 +51,14 @@ def write_atomically(path: Path, write) -> None:
 
 
 def save_model_checkpoint(path: PathLike, model: nn.Module, config_dict: dict, step: int,
-                          extra: Optional[dict] = None) -> Path:
-    """Write the model's trainable tensors + config (YAML) + step + `extra` (JSON) to `path`."""
+                          extra: Optional[dict] = None, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the model's trainable tensors (stored as `dtype`; loading casts them back to the
+    model's) + config (YAML) + step + `extra` (JSON) to `path`."""
     from safetensors.torch import save_file
 
     params = model.trainable_parameters() if hasattr(model, "trainable_parameters") else {
         n: p for n, p in model.named_parameters() if p.requires_grad}
-    tensors = {name: p.detach().to("cpu", torch.float32).contiguous().clone()
+    tensors = {name: p.detach().to("cpu", dtype).contiguous().clone()
                for name, p in params.items()}
     model_name = str((config_dict.get("model") or {}).get("name", ""))
     metadata = {

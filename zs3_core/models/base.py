@@ -36,5 +36,11 @@ class ZeroShotSegmentationModel(nn.Module):
         return self.probabilities(self(image, class_embeddings))
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
-        """Parameters that training updates and checkpoints store (CLIP itself stays frozen)."""
+        """Parameters that training updates and checkpoints store (CLIP stays frozen unless a
+        model fine-tunes part of it)."""
         return {name: p for name, p in self.named_parameters() if p.requires_grad}
+
+    def lr_scale(self, name: str) -> float:
+        """Learning-rate factor of one trainable parameter: pre-trained weights being
+        fine-tuned usually want a smaller step than newly initialised ones."""
+        return 1.0
