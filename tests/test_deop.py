@@ -122,3 +122,18 @@ def test_deop_vitb16_voc_forward_backward_keeps_clip_frozen():
     proposals = sum(p.numel() for p in model.proposals.parameters())
     print(f"\nDeOP ViT-B/16 VOC trainable parameters: {count / 1e6:.2f}M "
           f"(proposal network {proposals / 1e6:.2f}M); forward+backward at 512x512: {seconds:.1f}s")
+
+
+def test_finetuned_last_vision_block_gets_gradients_through_the_severed_layer():
+    model = tiny_deop(finetune_vision_blocks=1, finetune_lr_scale=0.5).train()
+    last = len(model.clip.visual.transformer.resblocks) - 1
+    tuned = {name.split(".")[4] for name in model.trainable_parameters() if name.startswith("clip.")}
+    assert tuned == {str(last)}
+    assert model.lr_scale(f"clip.visual.transformer.resblocks.{last}.attn.in_proj_weight") == 0.5
+    assert model.lr_scale("anchor_decoder.query_feat.weight") == 1.0
+    classes = model.encode_classes(["red circle", "blue ring"], "{}.")
+    outputs = model(torch.randn(2, 3, 128, 128), classes)
+    model.compute_loss(outputs, torch.randint(0, 2, (2, 128, 128)))["loss"].backward()
+    block = model.clip.visual.transformer.resblocks[last]
+    assert block.mlp.c_proj.weight.grad is not None and block.mlp.c_proj.weight.grad.abs().sum() > 0
+    assert model.clip.visual.transformer.resblocks[0].mlp.c_proj.weight.grad is None

@@ -3,6 +3,7 @@
 Random weights throughout. The tiny CLIP serves every test except the ViT-B/16 one, which runs
 one 512×512 forward + backward of the real VOC config (tens of seconds on a CPU).
 """
+import copy
 import math
 import time
 
@@ -180,3 +181,42 @@ def test_ldvc_vitb16_voc_forward_backward_trains_only_prompts_adapter_and_decode
     assert math.isclose(count, PAPER_TRAINABLE_PARAMETERS, rel_tol=0.15)
     coco_count = count + (100 - 40) * 12 * 768                                # 100 visual tokens per layer
     assert math.isclose(coco_count, PAPER_TRAINABLE_PARAMETERS, rel_tol=0.15)
+
+
+def test_finetuned_vision_blocks_train_are_stored_and_take_the_smaller_step(tiny_clip, tmp_path):
+    from training.config import TrainConfig
+    from training.train import build_optimizer
+    from zs3_core.model_checkpoint import load_model_checkpoint, save_model_checkpoint
+
+    layers = tiny_clip.config.vision.layers
+    model = tiny_ldvc(copy.deepcopy(tiny_clip), finetune_vision_blocks=2, finetune_lr_scale=0.1).train()
+    tuned = sorted({name.split(".")[4] for name in model.trainable_parameters() if name.startswith("clip.")})
+    assert tuned == [str(layers - 2), str(layers - 1)]
+    assert not any(p.requires_grad for p in model.clip.transformer.parameters())      # text tower frozen
+
+    classes = model.encode_classes(["red circle", "blue ring"], "{}.")
+    model.compute_loss(model(torch.randn(2, 3, 128, 128), classes), torch.randint(0, 2, (2, 128, 128)))["loss"].backward()
+    last = model.clip.visual.transformer.resblocks[layers - 1]
+    assert last.mlp.c_fc.weight.grad is not None and last.mlp.c_fc.weight.grad.abs().sum() > 0
+    assert model.clip.visual.transformer.resblocks[0].mlp.c_fc.weight.grad is None
+
+    optimizer = build_optimizer(model, TrainConfig(lr=1e-3))
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert lr_of[id(last.mlp.c_fc.weight)] == pytest.approx(1e-4)
+    assert lr_of[id(model.decoder.logit_bias)] == pytest.approx(1e-3)
+
+    with torch.no_grad():
+        last.mlp.c_fc.weight.add_(1.0)
+    path = save_model_checkpoint(tmp_path / "ldvc.safetensors", model, {"model": {"name": "ldvc"}}, 1)
+    fresh = tiny_ldvc(copy.deepcopy(tiny_clip), finetune_vision_blocks=2)
+    load_model_checkpoint(path, fresh)
+    assert torch.equal(fresh.clip.visual.transformer.resblocks[layers - 1].mlp.c_fc.weight, last.mlp.c_fc.weight)
+    assert not torch.equal(fresh.clip.visual.transformer.resblocks[layers - 1].mlp.c_fc.weight,
+                           tiny_clip.visual.transformer.resblocks[layers - 1].mlp.c_fc.weight)
+
+
+@pytest.mark.parametrize("options", [{"finetune_vision_blocks": -1}, {"finetune_vision_blocks": 99},
+                                     {"finetune_lr_scale": 0.0}])
+def test_finetune_options_out_of_range_are_refused(tiny_clip, options):
+    with pytest.raises(ValueError, match="finetune"):
+        tiny_ldvc(copy.deepcopy(tiny_clip), **options)

@@ -16,7 +16,8 @@ Prompt learning (Sec. 3.2, supp. Table 7 "Both"): a CoOp-style learned text cont
 (16 tokens at the input layer, N(0, 0.02); the paper initialises it from an offline-learned
 prompt, which needs CLIP's training data — deviation) and an additive visual prompt, one
 learned vector per patch added to the patch embeddings (zero-initialised so training starts
-from plain CLIP). CLIP's own weights stay frozen.
+from plain CLIP). CLIP's own weights stay frozen unless `finetune_vision_blocks` trains the
+last image blocks (a deviation, for small CLIPs without dense alignment).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from zs3_core.models.deop.anchor_decoder import AnchorHeatmapDecoder
 from zs3_core.models.deop.proposals import MaskProposalNetwork
 from zs3_core.models.deop.set_criterion import SetCriterionWeights, set_prediction_loss
 from zs3_core.models.ldvc.prompts import TextDeepPrompts, encode_prompted_classes
+from zs3_core.models.vision_finetuning import unfreeze_last_vision_blocks, vision_lr_scale
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class DeOPOptions:
     no_object_weight: float = 0.1                    # unmatched → void, MaskFormer
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    finetune_vision_blocks: int = 0                  # last N CLIP image blocks train too (0: frozen, the
+    finetune_lr_scale: float = 0.1                   # paper; models/vision_finetuning.py) at this × the rate
 
 
 class AdditivePatchPrompt(nn.Module):
@@ -97,6 +101,7 @@ class DeOP(ZeroShotSegmentationModel):
         vision, text = clip.config.vision, clip.config.text
         self.clip = clip
         self.clip.requires_grad_(False)
+        unfreeze_last_vision_blocks(clip, opts.finetune_vision_blocks, opts.finetune_lr_scale)
         self.severance = severance_last_layer(vision.layers, opts.severance_alpha)
         self.proposals = MaskProposalNetwork(opts.proposal_queries, opts.proposal_channels, opts.proposal_hidden_dim,
                                              opts.proposal_mask_dim, opts.proposal_decoder_layers,
@@ -110,6 +115,9 @@ class DeOP(ZeroShotSegmentationModel):
         if opts.additive_visual_prompt:
             self.visual_prompt = AdditivePatchPrompt(vision.width, config.input_size // vision.patch_size)
             self.clip.visual.patch_embed.register_forward_hook(self.visual_prompt.hook)
+
+    def lr_scale(self, name: str) -> float:
+        return vision_lr_scale(name, self.options.finetune_lr_scale)
 
     def encode_classes(self, names: Sequence[str], template: str) -> torch.Tensor:
         """(C, D) normalised text classifiers with the learned context (template "{}.")."""

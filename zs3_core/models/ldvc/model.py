@@ -4,7 +4,8 @@ Pipeline (LDVC Sec. 3.2–3.4): CLIP ViT with deep visual prompts → dense feat
 intermediate features F_i, global feature g; CLIP text encoder with deep language prompts →
 class embeddings t; text adapter (eq. 3) → t′; local consensus transformer decoder
 (eq. 4–12) → logits = X · t′ (eq. 13), per-class sigmoid scores (as ZegCLIP).
-Trained with focal ×100 + dice ×1 (Sec. 4); only prompts, adapter and decoder train.
+Trained with focal ×100 + dice ×1 (Sec. 4); only prompts, adapter and decoder train, unless
+`finetune_vision_blocks` also trains the last image blocks (a deviation, for small CLIPs).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from zs3_core.models.ldvc.decoder import LocalConsensusDecoder
 from zs3_core.models.ldvc.prompts import (HAND_CRAFTED_PROMPT, TextDeepPrompts, VisualDeepPrompts,
                                           clip_tokenizer, encode_prompted_classes)
 from zs3_core.models.ldvc.text_adapter import TextAdapter
+from zs3_core.models.vision_finetuning import unfreeze_last_vision_blocks, vision_lr_scale
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class LDVCOptions:
     decoder_mlp_ratio: float = 4.0
     windows_per_side: int = 8               # 64 windows of 4×4 tokens at 512² (Sec. 4)
     route_top_k: int = 16                   # Table 8
+    finetune_vision_blocks: int = 0         # last N CLIP image blocks train too (0: frozen, the paper;
+    finetune_lr_scale: float = 0.1          # models/vision_finetuning.py) at this × the decoder's rate
     focal_weight: float = 100.0             # Sec. 4
     dice_weight: float = 1.0
     focal_alpha: float = 0.25
@@ -63,6 +67,7 @@ class LDVC(ZeroShotSegmentationModel):
             raise ValueError(f"model.options.tap_layers {bad} outside the vision tower's blocks 0..{vision.layers - 1}")
         self.clip = clip
         self.clip.requires_grad_(False)
+        unfreeze_last_vision_blocks(clip, opts.finetune_vision_blocks, opts.finetune_lr_scale)
         self.visual_prompts = VisualDeepPrompts(vision.layers, opts.visual_prompt_tokens, vision.width,
                                                 vision.patch_size, opts.visual_prompt_dropout)
         self.prompt_norm = nn.LayerNorm(vision.width) if opts.prompt_norm else nn.Identity()
@@ -74,6 +79,9 @@ class LDVC(ZeroShotSegmentationModel):
         if opts.text_prompt_init != "random" and opts.text_prompt_tokens:
             tokenizer = clip_tokenizer(text.context_length)
             self.text_prompts.initialize_from_text(self.clip, tokenizer, opts.text_prompt_init)
+
+    def lr_scale(self, name: str) -> float:
+        return vision_lr_scale(name, self.options.finetune_lr_scale)
 
     def encode_classes(self, names: Sequence[str], template: str) -> torch.Tensor:
         """(C, D) normalised class embeddings with the deep language prompts; see
