@@ -4,6 +4,9 @@
 #   methods (the training-free baseline included) on the 500 fixed validation scenes.
 # Usage: scripts/train_synthetic_models.sh [OUT_DIR] [--ship]
 #   --ship copies the three weight files and their metrics into checkpoints/synthetic/.
+# Rerun into the same OUT_DIR to resume: a training stage already listed in OUT_DIR/timings.tsv
+# (written only when it finished) is not run again and keeps its recorded minutes and machine.
+# Evaluation always runs. Start a fresh chain in a fresh OUT_DIR.
 # Seeds are in the configs (pre-training world seed 1, segmentation world seed 0, train seed 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,13 +14,26 @@ OUT="$(realpath -m "${1:-runs/synthetic}")"
 SHIP="${2:-}"
 mkdir -p "$OUT"
 ZS3="python -m zs3_core.cli"
-stage() {  # stage NAME COMMAND...: run, and append the wall-clock minutes to timings.tsv
+machine() {  # what decides the minutes: cores and the widest matmul path (training/precision.py)
+    local flags; flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true) "
+    local isa="AVX2 or less"
+    case "$flags" in
+        *" amx_bf16 "*|*" avx512_bf16 "*) isa="native bf16 (AMX / AVX-512 BF16)" ;;
+        *" avx512f "*) isa="AVX-512, no bf16" ;;
+    esac
+    echo "$(nproc) cores, $isa"
+}
+stage() {  # stage NAME COMMAND...: run unless already done, then record seconds and machine
     local name="$1"; shift
+    if cut -f1 "$OUT/timings.tsv" | grep -qx "$name"; then
+        echo "[chain] $name: done earlier (timings.tsv), not rerun"; return
+    fi
     local start; start=$(date +%s)
     "$@"
-    echo -e "${name}\t$(( $(date +%s) - start ))" >> "$OUT/timings.tsv"
+    echo -e "${name}\t$(( $(date +%s) - start ))\t$(machine)" >> "$OUT/timings.tsv"
 }
-: > "$OUT/timings.tsv"
+touch "$OUT/timings.tsv"
+sed -i '/^eval\t/d' "$OUT/timings.tsv"   # evaluation always reruns
 CLIP="$OUT/pretrain/clip.safetensors"
 stage pretrain $ZS3 pretrain config/pretrain/tiny_clip_synthetic.yaml --out "$OUT/pretrain"
 stage train_ldvc $ZS3 train config/models/ldvc_synthetic.yaml --out "$OUT/ldvc" --set "model.clip_weights=$CLIP"
@@ -29,7 +45,7 @@ evaluate_all() {  # the three methods on the same 500 validation scenes
     $ZS3 eval config/models/deop_synthetic.yaml --checkpoint "$(last "$OUT/deop")" --out "$OUT/eval/deop" --set "model.clip_weights=$CLIP"
 }
 stage eval evaluate_all
-echo "minutes per stage:"; awk -F'\t' '{printf "  %-12s %5.1f\n", $1, $2 / 60; s += $2} END {printf "  %-12s %5.1f\n", "total", s / 60}' "$OUT/timings.tsv"
+echo "minutes per stage:"; awk -F'\t' '{printf "  %-12s %5.1f  %s\n", $1, $2 / 60, $3; s += $2} END {printf "  %-12s %5.1f\n", "total", s / 60}' "$OUT/timings.tsv"
 if [ "$SHIP" = "--ship" ]; then
     # The bundle is self-contained: weights, one run config per method that names them
     # (model.clip_weights / model.checkpoint, relative to the config), metrics and timings.

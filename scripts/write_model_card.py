@@ -30,10 +30,23 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def finetuning_sentence(bundle: Path) -> str:
+    """Which shipped models also trained CLIP's last image blocks (models/vision_finetuning.py)."""
+    parts = []
+    for key, config_name, title in METHODS[1:]:
+        options = yaml.safe_load((bundle / config_name).read_text())["model"].get("options") or {}
+        if options.get("finetune_vision_blocks", 0):
+            parts.append(f"{title} fine-tunes CLIP's last {options['finetune_vision_blocks']} image blocks "
+                         f"at {options.get('finetune_lr_scale', 0.1)} × its learning rate")
+    return ("; ".join(parts) + " (stored in its own file; the tiny CLIP file stays as pre-trained).") if parts \
+        else "CLIP stays frozen in both models, as in the papers."
+
+
 def model_card(bundle: Path) -> str:
     pretrain = json.loads((bundle / "metrics_pretrain.json").read_text())
     timings = [line.split("\t") for line in (bundle / "timings.tsv").read_text().splitlines() if line]
-    minutes = {name: int(seconds) / 60 for name, seconds in timings}
+    minutes = {fields[0]: int(fields[1]) / 60 for fields in timings}
+    machines = {fields[0]: fields[2] if len(fields) > 2 else "not recorded" for fields in timings}
     ldvc = yaml.safe_load((bundle / "ldvc.yaml").read_text())
     pretrain_config = yaml.safe_load((bundle / "pretrain.yaml").read_text())
     lines = [
@@ -84,14 +97,21 @@ def model_card(bundle: Path) -> str:
         f"{pretrain_config['train']['seed']}), segmentation world {ldvc['data']['synthetic']['world']['seed']} "
         f"(train scenes 0…{ldvc['data']['synthetic']['train_scenes'] - 1}, val scenes from index 1,000,000), "
         f"training seed {ldvc['train']['seed']}. Pre-training: {pretrain['steps']} steps; LDVC: "
-        f"{ldvc['train']['iterations']} iterations × batch {ldvc['train']['batch_size']}.",
+        f"{ldvc['train']['iterations']} iterations × batch {ldvc['train']['batch_size']}. "
+        "With `train.amp: true` each stage trains with bf16 autocast on a CPU with native bf16 "
+        "and in fp32 on any other (training/precision.py); the machine column says which"
+        + (f" (pre-training: {pretrain['precision']})" if "precision" in pretrain else "") + ". "
+        + finetuning_sentence(bundle),
         "",
-        "| stage | minutes on the 2-core CPU |",
-        "|---|---|",
+        "| stage | minutes | machine |",
+        "|---|---|---|",
     ]
     for name, value in minutes.items():
-        lines.append(f"| {STAGES.get(name, name)} | {value:.1f} |")
-    lines.append(f"| **total** | **{sum(minutes.values()):.1f}** |")
+        lines.append(f"| {STAGES.get(name, name)} | {value:.1f} | {machines[name]} |")
+    lines.append(f"| **total** | **{sum(minutes.values()):.1f}** | |")
+    if len(set(machines.values())) > 1:
+        lines += ["", "The stages ran on different machines (a resumed chain, see "
+                  "scripts/train_synthetic_models.sh); the total mixes their speeds."]
     lines += ["", "## Files", "", "| file | MiB | sha256 (first 16) |", "|---|---|---|"]
     for path in sorted(bundle.glob("*.safetensors")):
         lines.append(f"| {path.name} | {path.stat().st_size / 2**20:.1f} | {sha256(path)} |")
