@@ -30,8 +30,9 @@ def test_a_few_hundred_ldvc_steps_lift_seen_miou_well_above_chance(tmp_path):
     after = evaluate_model(model, run, progress=False).summary
 
     assert result.steps[-1] == STEPS
-    # Measured (2-core CPU, the 800-step tiny CLIP at temperature 0.02, loss_stride 8, about 80 s):
-    # pAcc 3.8 % → 28.1 %, mIoU(seen) 1.6 % → 14.1 %.
+    # Measured (2-core CPU, the 800-step tiny CLIP at temperature 0.02, loss_stride 8, CLIP frozen,
+    # about 80 s): pAcc 3.8 % → 28.1 %, mIoU(seen) 1.6 % → 14.1 %. With the last 3 CLIP blocks
+    # fine-tuned as the config now does, it passes in 195 s of training on a slower AVX-512 CPU.
     # A scrambled label mapping or a dead loss stays near chance.
     chance = 1 / 36                                  # 36 classes, argmax over all of them
     assert after["pAcc"] >= max(4 * chance, before["pAcc"] + 0.08), (before, after)
