@@ -33,7 +33,7 @@ def sha256(path: Path) -> str:
 def finetuning_sentence(bundle: Path) -> str:
     """Which shipped models also trained CLIP's last image blocks (models/vision_finetuning.py)."""
     parts = []
-    for key, config_name, title in METHODS[1:]:
+    for _, config_name, title in METHODS[1:]:
         options = yaml.safe_load((bundle / config_name).read_text())["model"].get("options") or {}
         if options.get("finetune_vision_blocks", 0):
             parts.append(f"{title} fine-tunes CLIP's last {options['finetune_vision_blocks']} image blocks "
