@@ -15,13 +15,7 @@ SHIP="${2:-}"
 mkdir -p "$OUT"
 ZS3="python -m zs3_core.cli"
 machine() {  # what decides the minutes: cores and the widest matmul path (training/precision.py)
-    local flags; flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true) "
-    local isa="AVX2 or less"
-    case "$flags" in
-        *" amx_bf16 "*|*" avx512_bf16 "*) isa="native bf16 (AMX / AVX-512 BF16)" ;;
-        *" avx512f "*) isa="AVX-512, no bf16" ;;
-    esac
-    echo "$(nproc) cores, $isa"
+    python -c "from zs3_core.backends.auto import describe_cpu; print(describe_cpu())"
 }
 stage() {  # stage NAME COMMAND...: run unless already done, then record seconds and machine
     local name="$1"; shift

@@ -40,7 +40,7 @@ def test_the_card_reports_each_stage_machine_and_flags_a_mixed_chain(tmp_path):
     assert "| LDVC training | 10.0 | 2 cores, AVX-512, no bf16 |" in card
     assert "**30.5**" in card and "ran on different machines" in card
 
-    (bundle / "timings.tsv").write_text("pretrain\t60\t2 cores, AVX2 or less\neval\t60\t2 cores, AVX2 or less\n")
+    (bundle / "timings.tsv").write_text("pretrain\t60\t2 cores, AVX2, no bf16\neval\t60\t2 cores, AVX2, no bf16\n")
     assert "ran on different machines" not in write_model_card()(bundle)
 
 

@@ -16,6 +16,7 @@ Order, fastest first (each measured side by side by bench/backends.py):
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,15 +32,35 @@ class BackendChoice:
 
 
 @lru_cache(maxsize=1)
+def cpu_flags() -> frozenset:
+    """The CPU feature flags of /proc/cpuinfo; empty where there is none (macOS, Windows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return frozenset(f.read().split())
+    except OSError:
+        return frozenset()
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU executes bf16 matmuls natively (AMX / AVX-512 BF16 on x86, the bf16
     extension on Arm); without it bf16 autocast is emulated and slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(f.read().split())
-    except OSError:
+    if not cpu_flags():
         return platform.system() == "Darwin" and platform.machine() == "arm64"
-    return bool({"amx_bf16", "avx512_bf16", "bf16"} & flags)
+    return bool({"amx_bf16", "avx512_bf16", "bf16"} & cpu_flags())
+
+
+def describe_cpu() -> str:
+    """Cores and widest matmul path, e.g. "2 cores, AVX-512, no bf16": what training minutes
+    depend on, recorded beside them (scripts/train_synthetic_models.sh)."""
+    if cpu_has_native_bf16():
+        path = "native bf16"
+    elif "avx512f" in cpu_flags():
+        path = "AVX-512, no bf16"
+    elif "avx2" in cpu_flags():
+        path = "AVX2, no bf16"
+    else:
+        path = "no native bf16"
+    return f"{os.cpu_count()} cores, {path}"
 
 
 def choose_backend(device: str = "cpu") -> BackendChoice:
