@@ -7,8 +7,9 @@ trained checkpoint and for the same network untrained, side by side.
 
 Measured on the 2-core CPU, 100 scenes (237 objects), the shipped synthetic DeOP (600
 iterations from scratch): mean best IoU 0.74 trained against 0.16 untrained (medians 0.78 /
-0.15); 0.72 (median 0.77) with CLIP's last 3 blocks fine-tuned beside the proposals. Before the proposals had their own matched mask losses (set_criterion) they reached
-only 0.22: a loss on the combined semantic map alone gives no query a region of its own.
+0.15); 0.72 (median 0.77) with CLIP's last 3 blocks fine-tuned beside the proposals. Before
+the proposals had their own matched mask losses (set_criterion) they reached only 0.22: a loss
+on the combined semantic map alone gives no query a region of its own.
 DeOP stays near chance (hIoU 0.7 frozen, 5.9 with 3 blocks fine-tuned) because its
 classification pools CLIP patch features, which the tiny CLIP does not align with the text
 (bench/clip_dense_alignment.py).
