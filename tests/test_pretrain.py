@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from zs3_core.cli import main as zs3
-from zs3_core.clip import ClipConfig, load_clip
+from zs3_core.clip import CLIP, ClipConfig, load_clip, severance_last_layer
 from zs3_core.clip.tokenizer import ClipTokenizer
 from zs3_core.config import REPO_ROOT, ConfigError
 from zs3_core.synthetic import SyntheticWorld, WorldConfig
-from training.pretrain import (CaptionedBatches, contrastive_loss, load_pretrain_config,
-                               single_object_world)
+from training.pretrain import (CaptionedBatches, contrastive_loss, load_pretrain_config, pretraining_loss,
+                               severed_patch_embedding, single_object_world)
 
 CONFIG = REPO_ROOT / "config" / "pretrain" / "tiny_clip_synthetic.yaml"
 SMALL = ["train.batch_size=4", "train.log_every=1", "data.eval_scenes=8", "data.num_workers=0",
@@ -42,6 +42,48 @@ def test_contrastive_loss_is_low_for_matched_pairs_and_symmetric():
     other = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
     assert torch.isclose(contrastive_loss(features, other, torch.tensor(10.0)),
                          contrastive_loss(other, features, torch.tensor(10.0)))
+
+
+def test_severed_patch_embedding_equals_a_full_severed_pass():
+    """The dense term's shortcut (last block on the patch tokens alone) must be exactly what
+    DeOP and the baseline compute: a whole pass with severance on the last block."""
+    torch.manual_seed(0)
+    clip = CLIP(ClipConfig.tiny(image_size=64)).eval()
+    images = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        image_embedding, patch_embedding = severed_patch_embedding(clip, images)
+        layers = clip.config.vision.layers
+        full = clip.visual(images, severance=severance_last_layer(layers)).patch_features
+        expected = torch.nn.functional.normalize(full.flatten(2), dim=1).mean(-1)
+        assert torch.allclose(patch_embedding, expected, atol=1e-5)
+        assert torch.allclose(image_embedding, clip.encode_image(images), atol=1e-5)
+
+
+def test_dense_alignment_term_trains_the_severed_patches_towards_the_captions():
+    """With weight 0 the loss is CLIP's alone; with a weight, a few steps make the mean severed
+    patch feature pick its own caption."""
+    torch.manual_seed(0)
+    clip = CLIP(ClipConfig.tiny(image_size=64)).train()
+    images, tokens = torch.randn(6, 3, 64, 64), torch.randint(1, 400, (6, 8))
+
+    def patch_accuracy():
+        with torch.no_grad():
+            _, patches = severed_patch_embedding(clip, images)
+            text = clip.encode_text(tokens)
+        return (patches @ text.t()).argmax(1).eq(torch.arange(6)).float().mean().item()
+
+    with torch.no_grad():
+        plain = pretraining_loss(clip, images, tokens, 0.0)
+        image_features, text_features, scale = clip(images, tokens)
+        assert torch.isclose(plain, contrastive_loss(image_features, text_features, scale, tokens), atol=1e-5)
+        assert pretraining_loss(clip, images, tokens, 1.0) > plain
+    before = patch_accuracy()
+    optimizer = torch.optim.Adam(clip.parameters(), lr=1e-3)
+    for _ in range(30):
+        optimizer.zero_grad()
+        pretraining_loss(clip, images, tokens, 1.0).backward()
+        optimizer.step()
+    assert before < 0.5 < patch_accuracy() == 1.0
 
 
 def test_identical_captions_are_all_positives():

@@ -12,6 +12,7 @@ state dict at OpenAI's parameter names (safetensors), which `model.clip_weights`
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -70,6 +71,7 @@ class PretrainSchedule:
     amp: bool = True                 # bf16 autocast where the hardware has it (training/precision.py)
     out_dir: str = "runs/pretrain"
     initial_temperature: float = 0.07    # CLIP's; the learned scale exp(logit_scale) starts at 1/this
+    dense_alignment_weight: float = 0.0  # × the same loss on the mean severed patch feature (0: CLIP's loss alone)
 
     def __post_init__(self):
         from training.config import require_at_least
@@ -80,6 +82,8 @@ class PretrainSchedule:
                               f"scale at 100), got {self.initial_temperature}")
         if self.batch_size < 2:
             raise ConfigError("train.batch_size must be >= 2: contrastive learning needs negatives")
+        if self.dense_alignment_weight < 0:
+            raise ConfigError(f"train.dense_alignment_weight must be >= 0, got {self.dense_alignment_weight}")
         if self.save_dtype not in STORAGE_DTYPES:
             raise ConfigError(f"train.save_dtype must be one of {sorted(STORAGE_DTYPES)}, got {self.save_dtype!r}")
 
@@ -115,6 +119,9 @@ def load_pretrain_config(path: Union[str, Path], out_dir: Optional[str] = None,
     if raw.get("clip") is None:
         raise ConfigError("pretrain config needs `clip`: a preset name (tiny) or a {vision, text} mapping")
     clip = resolve_clip_config(raw["clip"], image_size=max(world.image_size))
+    if schedule.dense_alignment_weight and clip.vision.class_token_block:
+        raise ConfigError("train.dense_alignment_weight needs vision.class_token_block 0: a late class token "
+                          "replaces the severed patch features the term trains")
     return PretrainConfig(clip, data, schedule, copy.deepcopy(raw))
 
 
@@ -182,6 +189,42 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
         same = (tokens[:, None, :] == tokens[None, :, :]).all(-1).float()
     targets = same / same.sum(1, keepdim=True)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+def severed_patch_embedding(model: CLIP, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One vision pass → the (B, D) image embedding and the (B, D) mean of the L2-normalised
+    patch features the last block gives under patch severance α = 1: what the training-free
+    baseline and DeOP classify. CLIP's loss trains only the class token, so those patch
+    features never meet the text (bench/clip_dense_alignment.py); a contrastive term on their
+    mean puts the caption's class into the object's patches. Severed tokens do not mix, so
+    the last block runs on the patch tokens alone, from the tap before it: no second pass."""
+    visual = model.visual
+    before_last = len(visual.transformer.resblocks) - 2
+    output = visual(images, taps=(before_last,))
+    patches = output.taps[before_last].flatten(2).transpose(1, 2)                  # (B, hw, width)
+    patches = visual.transformer.resblocks[-1](patches, alpha=1.0)
+    patches = F.normalize(visual.ln_post(patches) @ visual.proj, dim=-1)
+    return output.global_feature, patches.mean(dim=1)
+
+
+def pretraining_loss(model: CLIP, images: torch.Tensor, tokens: torch.Tensor, dense_weight: float,
+                     autocast=contextlib.nullcontext) -> torch.Tensor:
+    """CLIP's contrastive loss on the image embedding, plus `dense_weight` × the same loss on
+    the mean severed patch feature (`severed_patch_embedding`) when it is > 0. The encoders
+    run under `autocast`; the similarities and the loss stay fp32."""
+    with autocast():
+        if dense_weight:
+            image_embedding, patch_embedding = severed_patch_embedding(model, images)
+        else:
+            image_embedding, patch_embedding = model.encode_image(images), None
+        text_embedding = model.encode_text(tokens)
+    text_features = F.normalize(text_embedding.float(), dim=-1)
+    scale = model.logit_scale.exp().float()
+    loss = contrastive_loss(F.normalize(image_embedding.float(), dim=-1), text_features, scale, tokens)
+    if patch_embedding is not None:
+        loss = loss + dense_weight * contrastive_loss(F.normalize(patch_embedding.float(), dim=-1),
+                                                      text_features, scale, tokens)
+    return loss
 
 
 # Evaluation scenes come from an index range pre-training never reaches.
@@ -297,9 +340,7 @@ def pretrain(config: PretrainConfig, max_iters: Optional[int] = None) -> Pretrai
     running, metrics = 0.0, {}
     progress = tqdm(total=stop, desc="pretrain", unit="it", dynamic_ncols=True)
     for step, (images, tokens) in zip(range(stop), loader):
-        with autocast():
-            image_features, text_features, scale = model(images, tokens)
-        loss = contrastive_loss(image_features.float(), text_features.float(), scale.float(), tokens)
+        loss = pretraining_loss(model, images, tokens, schedule.dense_alignment_weight, autocast)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)   # early ViT steps spike without it
