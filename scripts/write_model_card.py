@@ -42,12 +42,20 @@ def finetuning_sentence(bundle: Path) -> str:
         else "CLIP stays frozen in both models, as in the papers."
 
 
+def dense_alignment_clause(pretrain_config: dict) -> str:
+    """The pre-training loss beyond CLIP's, if any (training/pretrain.py `severed_patch_embedding`)."""
+    weight = (pretrain_config.get("train") or {}).get("dense_alignment_weight", 0)
+    return (f" (CLIP's contrastive loss plus {weight} × the same loss on the mean severed patch feature, "
+            "which aligns the patch features DeOP and the baseline classify)") if weight else ""
+
+
 def model_card(bundle: Path) -> str:
     pretrain = json.loads((bundle / "metrics_pretrain.json").read_text())
     timings = [line.split("\t") for line in (bundle / "timings.tsv").read_text().splitlines() if line]
     minutes = {fields[0]: int(fields[1]) / 60 for fields in timings}
     machines = {fields[0]: fields[2] if len(fields) > 2 else "not recorded" for fields in timings}
     ldvc = yaml.safe_load((bundle / "ldvc.yaml").read_text())
+    deop = yaml.safe_load((bundle / "deop.yaml").read_text())
     pretrain_config = yaml.safe_load((bundle / "pretrain.yaml").read_text())
     lines = [
         "# Model card: the synthetic-world models (embedded default)",
@@ -96,8 +104,9 @@ def model_card(bundle: Path) -> str:
         f"Seeds: pre-training world {pretrain_config['data']['world']['seed']} (training seed "
         f"{pretrain_config['train']['seed']}), segmentation world {ldvc['data']['synthetic']['world']['seed']} "
         f"(train scenes 0…{ldvc['data']['synthetic']['train_scenes'] - 1}, val scenes from index 1,000,000), "
-        f"training seed {ldvc['train']['seed']}. Pre-training: {pretrain['steps']} steps; LDVC: "
-        f"{ldvc['train']['iterations']} iterations × batch {ldvc['train']['batch_size']}. "
+        f"training seed {ldvc['train']['seed']}. Pre-training: {pretrain['steps']} steps"
+        + dense_alignment_clause(pretrain_config) + f"; LDVC: {ldvc['train']['iterations']} iterations × batch "
+        f"{ldvc['train']['batch_size']}; DeOP: {deop['train']['iterations']} × {deop['train']['batch_size']}. "
         "With `train.amp: true` each stage trains with bf16 autocast on a CPU with native bf16 "
         "and in fp32 on any other (training/precision.py); the machine column says which"
         + (f" (pre-training: {pretrain['precision']})" if "precision" in pretrain else "") + ". "
