@@ -49,6 +49,26 @@ def dense_alignment_clause(pretrain_config: dict) -> str:
             "which aligns the patch features DeOP and the baseline classify)") if weight else ""
 
 
+def precision_sentence(stage_configs: dict[str, dict], pretrain_metrics: dict) -> str:
+    """Which stages train in bf16 where they can (`train.amp`, training/precision.py) and which in fp32."""
+    def amp(config):
+        return (config.get("train") or {}).get("amp", True)
+
+    mixed = [name for name, config in stage_configs.items() if amp(config)]
+    fp32 = [name for name, config in stage_configs.items() if not amp(config)]
+    parts = []
+    if fp32:
+        parts.append(f"{' and '.join(fp32)} {'runs' if len(fp32) == 1 else 'run'} in fp32 on every CPU "
+                     "(`train.amp: false`; the config says why)")
+    if mixed:
+        parts.append(f"{' and '.join(mixed)} {'uses' if len(mixed) == 1 else 'use'} `train.amp: true`: bf16 "
+                     "autocast on a CPU with native bf16, fp32 on any other (training/precision.py), "
+                     "as the machine column says")
+    recorded = pretrain_metrics.get("precision")
+    sentence = "; ".join(parts) + (f". Pre-training recorded {recorded}." if recorded else ".")
+    return sentence[0].upper() + sentence[1:]
+
+
 def model_card(bundle: Path) -> str:
     pretrain = json.loads((bundle / "metrics_pretrain.json").read_text())
     timings = [line.split("\t") for line in (bundle / "timings.tsv").read_text().splitlines() if line]
@@ -107,9 +127,7 @@ def model_card(bundle: Path) -> str:
         f"training seed {ldvc['train']['seed']}. Pre-training: {pretrain['steps']} steps"
         + dense_alignment_clause(pretrain_config) + f"; LDVC: {ldvc['train']['iterations']} iterations × batch "
         f"{ldvc['train']['batch_size']}; DeOP: {deop['train']['iterations']} × {deop['train']['batch_size']}. "
-        "With `train.amp: true` each stage trains with bf16 autocast on a CPU with native bf16 "
-        "and in fp32 on any other (training/precision.py); the machine column says which"
-        + (f" (pre-training: {pretrain['precision']})" if "precision" in pretrain else "") + ". "
+        + precision_sentence({"pre-training": pretrain_config, "LDVC": ldvc, "DeOP": deop}, pretrain) + " "
         + finetuning_sentence(bundle),
         "",
         "| stage | minutes | machine |",

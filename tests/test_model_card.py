@@ -58,3 +58,16 @@ def test_the_card_says_which_models_fine_tune_clip_and_takes_metrics_from_the_fi
     assert "DeOP fine-tunes CLIP's last 2 image blocks at 0.5 × its learning rate" in card
     deop_row = next(line for line in card.splitlines() if line.startswith("| DeOP |"))
     assert "| 43.2 |" in deop_row
+
+
+def test_the_card_names_the_stages_that_train_in_fp32_from_their_configs(tmp_path):
+    bundle = bundle_without_weights(tmp_path)
+    (bundle / "timings.tsv").write_text("pretrain\t60\n")
+    for name, amp in (("pretrain.yaml", False), ("ldvc.yaml", True), ("deop.yaml", False)):
+        config = yaml.safe_load((bundle / name).read_text())
+        config.setdefault("train", {})["amp"] = amp
+        (bundle / name).write_text(yaml.safe_dump(config))
+
+    card = write_model_card()(bundle)
+    assert "pre-training and DeOP run in fp32 on every CPU" in card.replace("Pre-training", "pre-training")
+    assert "LDVC uses `train.amp: true`" in card
