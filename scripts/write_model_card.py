@@ -64,8 +64,8 @@ def precision_sentence(stage_configs: dict[str, dict], pretrain_metrics: dict) -
         parts.append(f"{' and '.join(mixed)} {'uses' if len(mixed) == 1 else 'use'} `train.amp: true`: bf16 "
                      "autocast on a CPU with native bf16, fp32 on any other (training/precision.py), "
                      "as the machine column says")
-    recorded = pretrain_metrics.get("precision")
-    sentence = "; ".join(parts) + (f". Pre-training recorded {recorded}." if recorded else ".")
+    recorded = pretrain_metrics.get("precision") if amp(stage_configs["pre-training"]) else None
+    sentence = "; ".join(parts) + (f". Pre-training ran in {recorded}." if recorded else ".")
     return sentence[0].upper() + sentence[1:]
 
 
