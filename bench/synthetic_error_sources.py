@@ -15,8 +15,10 @@ with the right colour / shape / both: 96.4 / 47.9 / 46.9 % for the bundle of f2e
 pre-training steps), 95.8 / 56.2 / 55.2 % for 800 steps (unseen pixels 95.8 / 48.5 / 48.1 %),
 95.9 / 69.9 / 68.9 % for 800 steps from temperature 0.02 (unseen 95.8 / 71.7 / 70.9 %),
 95.8 / 71.6 / 70.5 % with CLIP's last 3 blocks fine-tuned (unseen 95.8 / 73.0 / 72.1 %),
-96.1 / 76.8 / 75.7 % with the decoder's learned logit scale (unseen 96.3 / 77.1 / 76.7 %); that
-of DeOP 55.2 / 28.7 / 16.9 %.
+96.1 / 76.8 / 75.7 % with the decoder's learned logit scale (unseen 96.3 / 77.1 / 76.7 %),
+96.5 / 82.5 / 81.4 % with 4 blocks fine-tuned at the full rate (unseen 96.1 / 81.7 / 80.8 %).
+DeOP: 55.2 / 28.7 / 16.9 % with CLIP frozen, 94.7 / 59.3 / 57.6 % with 3 blocks fine-tuned at the
+full rate (unseen 95.2 / 45.0 / 44.0 %).
 Shape is the bottleneck; bench/shape_learning.py shows why the tiny ViT learns it slowly.
 
     python bench/synthetic_error_sources.py [--scenes 200] [--configs checkpoints/synthetic/ldvc.yaml ...]
