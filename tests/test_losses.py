@@ -43,6 +43,27 @@ def test_focal_loss_of_gamma_zero_and_no_alpha_is_binary_cross_entropy():
                                F.binary_cross_entropy_with_logits(logits, targets))
 
 
+def test_probability_focal_loss_and_its_gradient_equal_the_blended_formula():
+    """The per-image, selection-based form (faster on a CPU) must train exactly as the
+    reference blend p_t = p·t + (1 − p)(1 − t), α_t = α·t + (1 − α)(1 − t) does."""
+    torch.manual_seed(0)
+    labels = torch.randint(0, 4, (3, 9, 7))
+    labels[:, :2] = 255
+    targets = one_hot_targets(labels, 4, void=True)
+    raw = torch.rand(3, 5, 9, 7)
+    raw[0, 0, 0, 0], raw[1, 1, 1, 1] = 0.0, 1.0                       # the clamped ends
+    fast, reference = raw.clone().requires_grad_(), raw.clone().requires_grad_()
+    prob = reference.clamp(1e-6, 1 - 1e-6)
+    ce = -(targets * prob.log() + (1 - targets) * (1 - prob).log())
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    expected = ((0.25 * targets + 0.75 * (1 - targets)) * (ce * (1 - p_t) ** 2)).mean()
+    loss = probability_focal_loss(fast, targets)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    assert torch.equal(fast.grad, reference.grad)
+
+
 def test_dice_averages_only_over_classes_present():
     targets = torch.zeros(1, 2, 4, 4)
     targets[0, 0, :2] = 1                                           # class 1 absent
