@@ -243,3 +243,23 @@ def test_synthetic_world_reads_like_voc():
     assert not np.array_equal(val.load(0)[0], image)   # val scenes are other scenes
     ds = GZS3TrainingSet(train, TrainAugmentation(crop_size=32), MEAN, STD)
     assert ds[0][1].shape == (32, 32)
+
+
+def test_cached_synthetic_scenes_are_drawn_once_and_cannot_be_altered():
+    from zs3_core.datasets.synthetic import SyntheticScenes
+
+    world = {"image_size": [48, 48], "seed": 3}
+    drawn = SyntheticScenes(world, "train", num_scenes=4)
+    cached = SyntheticScenes(world, "train", num_scenes=4, cache=True)
+    first = cached.load(1)
+    assert cached.load(1)[0] is first[0]                             # not drawn again
+    for fresh, kept in zip(drawn.load(1), first):
+        np.testing.assert_array_equal(fresh, kept)
+    with pytest.raises(ValueError, match="read-only"):
+        first[0][0, 0] = 0
+    augmented = GZS3TrainingSet(cached, TrainAugmentation(crop_size=32), MEAN, STD)
+    reference = GZS3TrainingSet(drawn, TrainAugmentation(crop_size=32), MEAN, STD)
+    for i in range(len(cached)):                                    # the augmentation reads, never writes
+        for a, b in zip(augmented[i], reference[i]):
+            assert torch.equal(a, b)
+    np.testing.assert_array_equal(cached.load(1)[0], drawn.load(1)[0])

@@ -40,7 +40,7 @@ class DataConfig:
     eval_mode: str = "slide"                  # slide | whole
     slide_stride: int = 426                   # ZegCLIP: 512 windows, stride 426
     num_workers: int = 4
-    synthetic: dict = field(default_factory=dict)   # world / train_scenes / val_scenes
+    synthetic: dict = field(default_factory=dict)   # world / train_scenes / val_scenes / cache_scenes
 
     def __post_init__(self):
         if self.dataset not in DATASETS:

@@ -8,7 +8,7 @@ from zs3_core.datasets.transforms import TrainAugmentation
 
 from training.config import DataConfig, RunConfig
 
-SYNTHETIC_KEYS = ("world", "train_scenes", "val_scenes")
+SYNTHETIC_KEYS = ("world", "train_scenes", "val_scenes", "cache_scenes")
 
 
 def open_source(data: DataConfig, split: str):
@@ -19,7 +19,8 @@ def open_source(data: DataConfig, split: str):
         unknown = sorted(set(data.synthetic) - set(SYNTHETIC_KEYS))
         if unknown:
             raise ConfigError(f"data.synthetic: unknown key(s) {unknown}; known keys are {list(SYNTHETIC_KEYS)}")
-        return SyntheticScenes(data.synthetic.get("world"), split, data.synthetic.get(f"{split}_scenes"))
+        return SyntheticScenes(data.synthetic.get("world"), split, data.synthetic.get(f"{split}_scenes"),
+                               cache=bool(data.synthetic.get("cache_scenes", False)))
     if not data.root:
         raise ConfigError(f"data.root is not set: give the {data.dataset} root in the config or "
                           "with --data-root")

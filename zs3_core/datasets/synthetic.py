@@ -15,10 +15,15 @@ DEFAULT_SCENES = {"train": 2000, "val": 200}
 
 
 class SyntheticScenes:
-    """`num_scenes` scenes of a SyntheticWorld with the LabelledImages interface."""
+    """`num_scenes` scenes of a SyntheticWorld with the LabelledImages interface.
+
+    With `cache`, each scene is drawn once and kept (read-only) for later epochs: drawing is
+    60 % of loading an augmented training sample (2.1 of 3.4 ms), which a 2-core CPU pays
+    inside the training step; 10,000 scenes of 128² hold 0.65 GB per data process.
+    """
 
     def __init__(self, world_config: dict | None = None, split: str = "train",
-                 num_scenes: int | None = None):
+                 num_scenes: int | None = None, cache: bool = False):
         from zs3_core.synthetic.world import SyntheticWorld, WorldConfig
 
         if split not in DEFAULT_SCENES:
@@ -29,13 +34,21 @@ class SyntheticScenes:
                               tuple(self.world.unseen_class_ids))
         self.offset = VAL_OFFSET if split == "val" else 0
         self.num_scenes = DEFAULT_SCENES[split] if num_scenes is None else int(num_scenes)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return self.num_scenes
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
         scene = self.world.scene(self.offset + index)
-        return scene.image, scene.labels
+        if self._cache is None:
+            return scene.image, scene.labels
+        for array in (scene.image, scene.labels):
+            array.setflags(write=False)   # a transform that writes in place must not alter the cache
+        self._cache[index] = scene.image, scene.labels
+        return self._cache[index]
 
     def load_label(self, index: int) -> np.ndarray:
         return self.load(index)[1]
