@@ -64,6 +64,35 @@ def test_metrics_agree_with_an_independent_count(voc_root, tmp_path):
         assert result.summary[key] == pytest.approx(value)
 
 
+def test_test_time_augmentation_scores_the_averaged_views(voc_root, tmp_path):
+    config = tiny_config(voc_root, tmp_path)
+    config["eval"] = {"test_time_scales": [1.0, 1.5], "test_time_flip": True}
+    run = build_run_config(config)
+    model = TinySegmenter()
+    result = evaluate_model(model, run, progress=False)
+    ev = evaluation_set(run)
+    embeddings = model.encode_classes(VOC_SPLIT.class_names, run.model.prompt_template)
+    preds, targets = [], []
+    with torch.no_grad():
+        for i in range(len(ev)):
+            image, target = ev[i]
+            views = []
+            for size in (32, 48):          # crop 32 at scales 1.0 and 1.5, each also mirrored
+                for flip in (False, True):
+                    x = torch.nn.functional.interpolate(image[None], size=(size, size), mode="bilinear")
+                    probs = model.predict(x.flip(-1) if flip else x, embeddings)
+                    probs = torch.nn.functional.interpolate(probs, size=image.shape[-2:], mode="bilinear")
+                    views.append(probs.flip(-1) if flip else probs)
+            probs = torch.nn.functional.interpolate(sum(views) / 4, size=target.shape, mode="bilinear")
+            preds.append(probs.argmax(1)[0].numpy())
+            targets.append(target.numpy())
+    _, summary = independent_gzs3(preds, targets, VOC_SPLIT.seen_ids, VOC_SPLIT.unseen_ids)
+    for key, value in summary.items():
+        assert result.summary[key] == pytest.approx(value)
+    plain = evaluate_model(model, build_run_config(tiny_config(voc_root, tmp_path)), progress=False)
+    assert plain.summary != result.summary          # the views changed some predictions
+
+
 def test_seen_score_offset_moves_predictions_to_unseen_classes(voc_root, tmp_path):
     config = tiny_config(voc_root, tmp_path)
     config["eval"] = {"seen_score_offset": 1.0}   # softmax scores ≤ 1: seen classes never win

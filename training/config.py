@@ -96,7 +96,14 @@ class EvalConfig:
     split: str = "val"
     max_images: int = 0               # 0: the whole split
     seen_score_offset: float = 0.0    # ZegCLIP subtracts 0.1 from seen-class sigmoid scores
+    test_time_scales: tuple[float, ...] = (1.0,)   # image scale factors whose probabilities are averaged
+    test_time_flip: bool = False      # also average each scale's mirror image (datasets/test_time_augmentation.py)
     out_dir: Optional[str] = None     # default: <train.out_dir>/eval
+
+    def __post_init__(self):
+        if not self.test_time_scales or any(scale <= 0 for scale in self.test_time_scales):
+            raise ConfigError(f"eval.test_time_scales must be a non-empty list of factors > 0, "
+                              f"got {list(self.test_time_scales)}")
 
 
 @dataclass

@@ -4,12 +4,14 @@ and per-class IoU, written as JSON (machines), a Markdown table and a bar chart 
 
 Images are predicted at full resolution: resized so the short side is the crop size,
 covered by sliding windows (ZegCLIP: 512, stride 426) or one resize (`data.eval_mode`),
-and the averaged scores upsampled back to the label map's size before the argmax.
+optionally also at other scales and mirrored (`eval.test_time_scales`, `eval.test_time_flip`),
+and the averaged scores upsampled back to the label map's size before the argmax. The
+metrics record that protocol, since it changes them.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +20,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from zs3_core.datasets.sliding import slide_predict, whole_predict
+from zs3_core.datasets.test_time_augmentation import augmented_predict
 from zs3_core.eval_report import plot_per_class_iou, write_metrics_json
 
 from training.config import RunConfig
@@ -38,10 +40,11 @@ class EvaluationResult:
     iou: list[float]
     summary: dict[str, float]
     num_images: int
+    protocol: dict = field(default_factory=dict)   # how the scores were made (`inference_protocol`)
 
     def to_dict(self) -> dict:
         per_class = {name: (None if math.isnan(v) else v) for name, v in zip(self.class_names, self.iou)}
-        return {"dataset": self.dataset, "num_images": self.num_images,
+        return {"dataset": self.dataset, "num_images": self.num_images, "protocol": self.protocol,
                 "summary": {k: (None if math.isnan(v) else v) for k, v in self.summary.items()},
                 "per_class_iou": per_class,
                 "unseen_classes": [self.class_names[i] for i in self.unseen_ids]}
@@ -50,7 +53,8 @@ class EvaluationResult:
         def pct(v):
             return "n/a" if v is None or math.isnan(v) else f"{100 * v:.2f}"
         head = " | ".join(SUMMARY_KEYS)
-        lines = [f"## GZS3 evaluation: {self.dataset} ({self.num_images} images)", "",
+        views = ", ".join(f"{k} {v}" for k, v in self.protocol.items())
+        lines = [f"## GZS3 evaluation: {self.dataset} ({self.num_images} images{'; ' + views if views else ''})", "",
                  f"| {head} |", "|" + "---|" * len(SUMMARY_KEYS),
                  "| " + " | ".join(pct(self.summary.get(k, math.nan)) for k in SUMMARY_KEYS) + " |",
                  "", "| class | split | IoU (%) |", "|---|---|---|"]
@@ -79,15 +83,19 @@ def gzs3_predictor(model: nn.Module, run: RunConfig, gzs3, device: torch.device 
     return class_scores(model, embeddings, gzs3.seen_ids, run.eval.seen_score_offset)
 
 
+def inference_protocol(run: RunConfig) -> dict:
+    """The settings that decide a prediction beyond the weights, recorded with its metrics."""
+    return {"eval_mode": run.data.eval_mode, "test_time_scales": list(run.eval.test_time_scales),
+            "test_time_flip": run.eval.test_time_flip}
+
+
 def predict_labels(predict, image: torch.Tensor, size: tuple[int, int], run: RunConfig) -> torch.Tensor:
     """(3, H, W) image → (h, w) class ids at the label size `size`: whole or sliding-window
-    inference as `data.eval_mode` says, scores upsampled bilinearly, then argmax."""
-    image = image.unsqueeze(0)
-    if run.data.eval_mode == "slide":
-        probs = slide_predict(predict, image, run.data.crop_size, run.data.slide_stride)
-    else:
-        probs = whole_predict(predict, image, run.data.crop_size)
-    probs = F.interpolate(probs.float(), size=tuple(size), mode="bilinear", align_corners=False)
+    inference as `data.eval_mode` says, averaged over the test-time scales and flips of
+    `eval`, scores upsampled bilinearly, then argmax."""
+    probs = augmented_predict(predict, image.unsqueeze(0), run.data.eval_mode, run.data.crop_size,
+                              run.data.slide_stride, run.eval.test_time_scales, run.eval.test_time_flip)
+    probs = F.interpolate(probs, size=tuple(size), mode="bilinear", align_corners=False)
     return probs.argmax(1)[0]
 
 
@@ -126,7 +134,7 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
     summary = {k: float(stats[k]) for k in SUMMARY_KEYS}
     iou = [float(v) for v in matrix.iou()]
     return EvaluationResult(gzs3.name, list(gzs3.class_names), list(gzs3.seen_ids),
-                            list(gzs3.unseen_ids), iou, summary, len(eval_set))
+                            list(gzs3.unseen_ids), iou, summary, len(eval_set), inference_protocol(run))
 
 
 def write_report(result: EvaluationResult, out_dir: Path) -> dict[str, Path]:
