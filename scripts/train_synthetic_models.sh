@@ -6,7 +6,8 @@
 #   --ship copies the three weight files and their metrics into checkpoints/synthetic/.
 # Rerun into the same OUT_DIR to resume: a training stage already listed in OUT_DIR/timings.tsv
 # (written only when it finished) is not run again and keeps its recorded minutes and machine.
-# Evaluation always runs. Start a fresh chain in a fresh OUT_DIR.
+# Evaluation (single-scale, then with test-time augmentation) always runs. Start a fresh chain
+# in a fresh OUT_DIR.
 # Seeds are in the configs (pre-training world seed 1, segmentation world seed 0, train seed 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,18 +28,24 @@ stage() {  # stage NAME COMMAND...: run unless already done, then record seconds
     echo -e "${name}\t$(( $(date +%s) - start ))\t$(machine)" >> "$OUT/timings.tsv"
 }
 touch "$OUT/timings.tsv"
-sed -i '/^eval\t/d' "$OUT/timings.tsv"   # evaluation always reruns
+sed -i '/^eval\(_tta\)\?\t/d' "$OUT/timings.tsv"   # evaluation always reruns
 CLIP="$OUT/pretrain/clip.safetensors"
 stage pretrain $ZS3 pretrain config/pretrain/tiny_clip_synthetic.yaml --out "$OUT/pretrain"
 stage train_ldvc $ZS3 train config/models/ldvc_synthetic.yaml --out "$OUT/ldvc" --set "model.clip_weights=$CLIP"
 stage train_deop $ZS3 train config/models/deop_synthetic.yaml --out "$OUT/deop" --set "model.clip_weights=$CLIP"
 last() { ls "$1"/checkpoints/step_*.safetensors | sort | tail -n 1; }
-evaluate_all() {  # the three methods on the same 500 validation scenes
-    $ZS3 eval config/models/clip_baseline_synthetic.yaml --out "$OUT/eval/baseline" --set "model.clip_weights=$CLIP"
-    $ZS3 eval config/models/ldvc_synthetic.yaml --checkpoint "$(last "$OUT/ldvc")" --out "$OUT/eval/ldvc" --set "model.clip_weights=$CLIP"
-    $ZS3 eval config/models/deop_synthetic.yaml --checkpoint "$(last "$OUT/deop")" --out "$OUT/eval/deop" --set "model.clip_weights=$CLIP"
+# Test-time augmentation, reported beside single-scale: both mirror images at the scales the
+# training augmentation covers (data.scale_range 0.75-1.5) whose patch grids LDVC's 4x4 route
+# windows divide (8x8 and 12x12: 1.0 and 1.5)
+TTA=(--set "eval.test_time_scales=[1.0, 1.5]" --set eval.test_time_flip=true)
+evaluate_all() {  # evaluate_all SUFFIX [--set ...]: the three methods on the same 500 validation scenes
+    local suffix="$1"; shift
+    $ZS3 eval config/models/clip_baseline_synthetic.yaml --out "$OUT/eval/baseline$suffix" --set "model.clip_weights=$CLIP" "$@"
+    $ZS3 eval config/models/ldvc_synthetic.yaml --checkpoint "$(last "$OUT/ldvc")" --out "$OUT/eval/ldvc$suffix" --set "model.clip_weights=$CLIP" "$@"
+    $ZS3 eval config/models/deop_synthetic.yaml --checkpoint "$(last "$OUT/deop")" --out "$OUT/eval/deop$suffix" --set "model.clip_weights=$CLIP" "$@"
 }
-stage eval evaluate_all
+stage eval evaluate_all ""
+stage eval_tta evaluate_all _tta "${TTA[@]}"
 echo "minutes per stage:"; awk -F'\t' '{printf "  %-12s %5.1f  %s\n", $1, $2 / 60, $3; s += $2} END {printf "  %-12s %5.1f\n", "total", s / 60}' "$OUT/timings.tsv"
 if [ "$SHIP" = "--ship" ]; then
     # The bundle is self-contained: weights, one run config per method that names them
@@ -53,6 +60,7 @@ if [ "$SHIP" = "--ship" ]; then
     cp "$OUT/pretrain/config.yaml" "$DEST/pretrain.yaml"
     for m in clip_baseline ldvc deop; do
         cp "$OUT/eval/${m#clip_}/metrics.json" "$DEST/metrics_${m#clip_}.json"
+        cp "$OUT/eval/${m#clip_}_tta/metrics.json" "$DEST/metrics_${m#clip_}_tta.json"
         python scripts/ship_config.py "config/models/${m}_synthetic.yaml" "$DEST/$m.yaml" tiny_clip.safetensors \
             "$( [ "$m" = clip_baseline ] || echo "$m.safetensors" )"
     done

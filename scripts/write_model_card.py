@@ -2,7 +2,8 @@
 
 Usage: python scripts/write_model_card.py [checkpoints/synthetic]
 
-Every number comes from the bundle: metrics_{baseline,ldvc,deop}.json (`zs3 eval`),
+Every number comes from the bundle: metrics_{baseline,ldvc,deop}[_tta].json (`zs3 eval`, single-scale
+and with test-time augmentation),
 metrics_pretrain.json (`zs3 pretrain`), timings.tsv (scripts/train_synthetic_models.sh) and
 the shipped configs (seeds, iterations). Regenerating the bundle therefore regenerates the card.
 """
@@ -19,7 +20,8 @@ TARGETS = {"ldvc": "hIoU ≥ 70, mIoU(unseen) ≥ 60", "deop": "hIoU ≥ 60", "b
 METHODS = (("baseline", "clip_baseline.yaml", "training-free CLIP baseline"),
            ("deop", "deop.yaml", "DeOP"), ("ldvc", "ldvc.yaml", "LDVC"))
 STAGES = {"pretrain": "tiny CLIP pre-training", "train_ldvc": "LDVC training",
-          "train_deop": "DeOP training", "eval": "evaluation of all three (500 scenes each)"}
+          "train_deop": "DeOP training", "eval": "evaluation of all three (500 scenes each)",
+          "eval_tta": "the same with test-time augmentation"}
 
 
 def pct(value) -> str:
@@ -28,6 +30,14 @@ def pct(value) -> str:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def views_clause(protocol: dict) -> str:
+    """", mirrored, scales 1.0 and 1.5" for test-time augmentation; "" for one plain view."""
+    scales = protocol.get("test_time_scales") or [1.0]
+    parts = (["both mirror images"] if protocol.get("test_time_flip") else []) + \
+        ([f"scales {' and '.join(f'{v:g}' for v in scales)}"] if list(scales) != [1.0] else [])
+    return f", test-time augmentation: {', '.join(parts)}" if parts else ""
 
 
 def finetuning_sentence(bundle: Path) -> str:
@@ -96,9 +106,14 @@ def model_card(bundle: Path) -> str:
         "|---|---|---|---|---|---|",
     ]
     for key, _, title in METHODS:
-        s = json.loads((bundle / f"metrics_{key}.json").read_text())["summary"]
-        lines.append(f"| {title} | {pct(s['mIoU_seen'])} | {pct(s['mIoU_unseen'])} | {pct(s['hIoU'])} | "
-                     f"{pct(s['pAcc'])} | {TARGETS[key]} |")
+        for suffix in ("", "_tta"):
+            path = bundle / f"metrics_{key}{suffix}.json"
+            if not path.exists():
+                continue
+            metrics = json.loads(path.read_text())
+            s = metrics["summary"]
+            lines.append(f"| {title}{views_clause(metrics.get('protocol') or {})} | {pct(s['mIoU_seen'])} | "
+                         f"{pct(s['mIoU_unseen'])} | {pct(s['hIoU'])} | {pct(s['pAcc'])} | {TARGETS[key]} |")
     lines += [
         "",
         f"Tiny CLIP zero-shot probe (single-object scenes, top-1 among 36 names): seen "
@@ -119,6 +134,7 @@ def model_card(bundle: Path) -> str:
         "zs3 train config/models/ldvc_synthetic.yaml --out runs/synthetic/ldvc --set model.clip_weights=runs/synthetic/pretrain/clip.safetensors",
         "zs3 train config/models/deop_synthetic.yaml --out runs/synthetic/deop --set model.clip_weights=runs/synthetic/pretrain/clip.safetensors",
         "zs3 eval checkpoints/synthetic/ldvc.yaml    # likewise deop.yaml, clip_baseline.yaml",
+        "zs3 eval checkpoints/synthetic/ldvc.yaml --set 'eval.test_time_scales=[1.0, 1.5]' --set eval.test_time_flip=true",
         "```",
         "",
         f"Seeds: pre-training world {pretrain_config['data']['world']['seed']} (training seed "

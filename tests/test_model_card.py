@@ -71,3 +71,20 @@ def test_the_card_names_the_stages_that_train_in_fp32_from_their_configs(tmp_pat
     card = write_model_card()(bundle)
     assert "pre-training and DeOP run in fp32 on every CPU" in card.replace("Pre-training", "pre-training")
     assert "LDVC uses `train.amp: true`" in card
+
+
+def test_test_time_augmentation_rows_follow_their_metrics_files(tmp_path):
+    bundle = bundle_without_weights(tmp_path)
+    (bundle / "timings.tsv").write_text("pretrain\t60\n")
+    for name in ("baseline", "deop", "ldvc"):
+        (bundle / f"metrics_{name}_tta.json").unlink(missing_ok=True)
+    assert "test-time augmentation:" not in write_model_card()(bundle)
+
+    metrics = json.loads((bundle / "metrics_ldvc.json").read_text())
+    metrics["protocol"] = {"eval_mode": "whole", "test_time_scales": [1.0, 1.5], "test_time_flip": True}
+    metrics["summary"]["hIoU"] = 0.7189
+    (bundle / "metrics_ldvc_tta.json").write_text(json.dumps(metrics))
+    card = write_model_card()(bundle)
+    row = next(line for line in card.splitlines() if "test-time augmentation" in line)
+    assert row.startswith("| LDVC, test-time augmentation: both mirror images, scales 1 and 1.5 |")
+    assert "| 71.9 |" in row
