@@ -83,6 +83,29 @@ def test_semantic_map_loss_sends_ignored_pixels_to_void_and_needs_training_outpu
         model.compute_loss(semantic, ignored)
 
 
+def test_semantic_map_loss_can_leave_ignored_pixels_out():
+    """ignored_as_void false: ignored pixels (background, unseen objects) neither reward nor
+    punish any prediction, and the labelled pixels are scored as if they were the whole map."""
+    model = tiny_deop(mask_weight=0, mask_dice_weight=0, ignored_as_void=False).train()
+    target = torch.full((1, 128, 128), 255, dtype=torch.long)
+    target[:, :64] = 1
+    right = torch.zeros(1, 3, 32, 32)
+    right[:, 1] = 1.0
+    wrong_where_ignored = right.clone()
+    wrong_where_ignored[:, :, 17:] = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    loss_right = model.compute_loss({"semantic": right}, target)
+    loss_ignored = model.compute_loss({"semantic": wrong_where_ignored}, target)
+    torch.testing.assert_close(loss_ignored["loss"], loss_right["loss"])
+    assert loss_right["loss"].item() < 1e-3
+    void_on_labels = torch.zeros(1, 3, 32, 32)
+    void_on_labels[:, 2] = 1.0                                      # void is never a target here
+    everything_labelled = torch.ones(1, 128, 128, dtype=torch.long)
+    half = model.compute_loss({"semantic": void_on_labels}, target)
+    whole = model.compute_loss({"semantic": void_on_labels}, everything_labelled)
+    torch.testing.assert_close(half["loss_focal"], whole["loss_focal"])
+    assert half["loss"].item() > 1.0
+
+
 def test_proposal_mask_losses_follow_matching_and_reach_the_proposal_network():
     model = tiny_deop().train()
     classes = model.encode_classes(["red ring", "blue square"], "{}.").detach()

@@ -30,7 +30,7 @@ from torch import nn
 
 from zs3_core.clip import severance_last_layer
 from zs3_core.config import ModelConfig, dataclass_from_dict
-from zs3_core.losses import dice_loss, one_hot_targets, probability_focal_loss, resize_to_target
+from zs3_core.losses import IGNORE_INDEX, dice_loss, one_hot_targets, probability_focal_loss, resize_to_target
 from zs3_core.models.base import ZeroShotSegmentationModel
 from zs3_core.models.deop.anchor_decoder import AnchorHeatmapDecoder
 from zs3_core.models.deop.proposals import MaskProposalNetwork
@@ -64,6 +64,8 @@ class DeOPOptions:
     no_object_weight: float = 0.1                    # unmatched → void, MaskFormer
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    ignored_as_void: bool = True                     # ignored pixels are void targets of the semantic map
+                                                     # (reference code); false leaves them out of it
     finetune_vision_blocks: int = 0                  # last N CLIP image blocks train too (0: frozen, the
     finetune_lr_scale: float = 0.1                   # paper; models/vision_finetuning.py) at this × the rate
 
@@ -158,8 +160,11 @@ class DeOP(ZeroShotSegmentationModel):
     def compute_loss(self, outputs: dict, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """The reference loss on what forward returned in training mode, a weighted sum of:
 
-        - the semantic map (focal ×`focal_weight` + dice ×`dice_weight`, ignored pixels →
-          void), which trains the classification stream;
+        - the semantic map (focal ×`focal_weight` + dice ×`dice_weight`), which trains the
+          classification stream. Ignored pixels are void targets as in the reference code, or,
+          with `ignored_as_void` false, left out (the focal mean then runs over labelled pixels).
+          Under GZS3 they include the unseen objects of training images: as void targets they
+          teach the classifier to reject exactly the objects it must later name;
         - the proposals' own mask losses (focal ×`mask_weight` + dice ×`mask_dice_weight`)
           after Hungarian matching to the class regions (`set_criterion`): the paper trains its
           class-agnostic proposals with mask losses. Without them no proposal owns a region and
@@ -176,7 +181,12 @@ class DeOP(ZeroShotSegmentationModel):
         if opts.focal_weight or opts.dice_weight:
             semantic = resize_to_target(outputs["semantic"].float(), targets)
             onehot = one_hot_targets(targets, semantic.shape[1] - 1, void=True)
-            terms["loss_focal"] = probability_focal_loss(semantic, onehot, opts.focal_alpha, opts.focal_gamma)
+            scale = 1.0
+            if not opts.ignored_as_void:
+                labelled = (targets != IGNORE_INDEX).unsqueeze(1)
+                semantic, onehot = semantic * labelled, onehot * labelled
+                scale = labelled.numel() / labelled.sum().clamp_min(1)
+            terms["loss_focal"] = scale * probability_focal_loss(semantic, onehot, opts.focal_alpha, opts.focal_gamma)
             terms["loss_dice"] = dice_loss(semantic, onehot)
             loss = loss + opts.focal_weight * terms["loss_focal"] + opts.dice_weight * terms["loss_dice"]
         if opts.mask_weight or opts.mask_dice_weight or opts.class_weight:
