@@ -18,7 +18,9 @@ pre-training steps), 95.8 / 56.2 / 55.2 % for 800 steps (unseen pixels 95.8 / 48
 96.1 / 76.8 / 75.7 % with the decoder's learned logit scale (unseen 96.3 / 77.1 / 76.7 %),
 96.5 / 82.5 / 81.4 % with 4 blocks fine-tuned at the full rate (unseen 96.1 / 81.7 / 80.8 %).
 DeOP: 55.2 / 28.7 / 16.9 % with CLIP frozen, 94.7 / 59.3 / 57.6 % with 3 blocks fine-tuned at the
-full rate (unseen 95.2 / 45.0 / 44.0 %).
+full rate (unseen 95.2 / 45.0 / 44.0 %). On the dense-term CLIP (bundle of ee91c83): LDVC
+96.5 / 91.1 / 90.1 % (unseen 96.2 / 90.9 / 90.0 %); DeOP with ignored pixels left out of its
+loss 96.5 / 64.4 / 63.2 % (unseen 94.0 / 62.5 / 60.2 %).
 Shape is the bottleneck; bench/shape_learning.py shows why the tiny ViT learns it slowly.
 
     python bench/synthetic_error_sources.py [--scenes 200] [--configs checkpoints/synthetic/ldvc.yaml ...]
