@@ -20,8 +20,9 @@ pre-training steps), 95.8 / 56.2 / 55.2 % for 800 steps (unseen pixels 95.8 / 48
 DeOP: 55.2 / 28.7 / 16.9 % with CLIP frozen, 94.7 / 59.3 / 57.6 % with 3 blocks fine-tuned at the
 full rate (unseen 95.2 / 45.0 / 44.0 %). On the dense-term CLIP (bundle of ee91c83): LDVC
 96.5 / 91.1 / 90.1 % (unseen 96.2 / 90.9 / 90.0 %); DeOP with ignored pixels left out of its
-loss 96.5 / 64.4 / 63.2 % (unseen 94.0 / 62.5 / 60.2 %), and with logit_scale 25 (the bundle of
-session 16) 96.7 / 66.9 / 66.2 % (unseen 94.4 / 62.0 / 61.7 %).
+loss 96.5 / 64.4 / 63.2 % (unseen 94.0 / 62.5 / 60.2 %), with logit_scale 25 (the bundle of
+session 16) 96.7 / 66.9 / 66.2 % (unseen 94.4 / 62.0 / 61.7 %), and with 12.5 and severance 0.5
+(session 17) 97.2 / 69.8 / 69.3 % (unseen 96.5 / 63.5 / 62.9 %).
 Shape is the bottleneck; bench/shape_learning.py shows why the tiny ViT learns it slowly.
 
     python bench/synthetic_error_sources.py [--scenes 200] [--configs checkpoints/synthetic/ldvc.yaml ...]
