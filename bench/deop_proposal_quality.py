@@ -11,9 +11,9 @@ from scratch): mean best IoU 0.74 trained against 0.16 untrained (medians 0.78 /
 previous bundle's (1,000 iterations, blocks at the full rate): 0.75 (median 0.78); the
 shipped one (the same on the dense-term CLIP, ignored pixels left out of the semantic loss):
 0.74 (median 0.77); with logit_scale 25 (session 16) 0.74 (median 0.76); with 12.5 and
-severance 0.5 (session 17) 0.74 (median 0.78). Before the
-proposals had their own matched mask losses (set_criterion) they reached only 0.22: a loss on
-the combined semantic map alone gives no query a region of its own.
+severance 0.5 (session 17) 0.74 (median 0.78). Before the proposals had their own matched
+mask losses (set_criterion) they reached only 0.22: a loss on the combined semantic map alone
+gives no query a region of its own.
 DeOP's classification pools CLIP patch features, which the tiny CLIP does not align with
 the text (bench/clip_dense_alignment.py): hIoU 0.7 frozen, 5.9 with 3 blocks fine-tuned at
 0.1x the rate, 32.8 at the full rate, which lets them learn the alignment (47.1 shipped).
