@@ -24,8 +24,9 @@ Oracles on the shipped DeOP, 200 scenes (session 19): as trained hIoU 50.1 (seen
 48.9); ground-truth masks 46.2 (51.0 / 42.3); ground-truth classes 87.7 (88.2 / 87.2). So the
 proposals would allow ~88 and the classifier holds DeOP back: given perfect masks, 70 % of
 seen-object pixels get the right class and 24 % another seen class (the colour is right, the
-shape wrong). On 200 training scenes the same split is 69 % / 25 %: the classifier underfits
-its own seen classes, it does not overfit them.
+shape wrong), counted from the same confusion matrix. On 200 training scenes (the config's
+train split) it is 69 % / 25 %: the classifier underfits its own seen classes, it does not
+overfit them.
 
     python bench/deop_proposal_quality.py [--config checkpoints/synthetic/deop.yaml] [--scenes 100]
 (about 15 s for 100 scenes on 2 cores)
@@ -47,14 +48,12 @@ from training.config import load_run_config  # noqa: E402
 from training.evaluate import evaluation_set  # noqa: E402
 from zs3_core.metrics import ConfusionMatrix  # noqa: E402
 from zs3_core.models import build_model  # noqa: E402
+from zs3_core.models.deop.model import mask_class_scores  # noqa: E402
 
 
 def mask_class_combination(class_logits: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
-    """DeOP's eval combination (models/deop/model.py): (B, N, C + 1) and (B, N, h, w) → (B, C, h, w)."""
-    probs = class_logits.softmax(-1)[..., :-1]
-    masks = mask_logits.sigmoid()
-    weights = masks / masks.sum(1, keepdim=True).clamp_min(1e-6)
-    return torch.einsum("bnk,bnhw->bkhw", probs, weights)
+    """DeOP's eval scores from (B, N, C + 1) class logits (void last) and (B, N, h, w) mask logits."""
+    return mask_class_scores(class_logits.softmax(-1)[..., :-1], mask_logits)
 
 
 def object_mask_logits(target: torch.Tensor, class_ids: list[int], queries: int, grid: int) -> torch.Tensor:

@@ -92,6 +92,14 @@ class AdditivePatchPrompt(nn.Module):
         return self(output)
 
 
+def mask_class_scores(probs: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+    """MaskFormer's semantic inference with DeOP's normalisation (see module doc):
+    (B, N, K) per-proposal class probabilities, (B, N, h, w) mask logits → (B, K, h, w)."""
+    masks = mask_logits.sigmoid()
+    weights = masks / masks.sum(dim=1, keepdim=True).clamp_min(1e-6)
+    return torch.einsum("bnk,bnhw->bkhw", probs, weights)
+
+
 class DeOP(ZeroShotSegmentationModel):
     """(B, 3, S, S) image + (C, D) class embeddings → (B, C, S/4, S/4) mask-class scores."""
 
@@ -145,9 +153,7 @@ class DeOP(ZeroShotSegmentationModel):
         probs = class_logits.softmax(dim=-1)
         if not self.training:
             probs = probs[..., :-1]
-        masks = mask_logits.sigmoid()
-        weights = masks / masks.sum(dim=1, keepdim=True).clamp_min(1e-6)          # see module doc
-        semantic = torch.einsum("bnk,bnhw->bkhw", probs, weights)
+        semantic = mask_class_scores(probs, mask_logits)
         if not self.training:
             return semantic
         return {"semantic": semantic, "masks": mask_logits, "class_logits": class_logits}
