@@ -24,8 +24,8 @@ Oracles on the shipped DeOP, 200 scenes (session 19): as trained hIoU 50.1 (seen
 48.9); ground-truth masks 46.2 (51.0 / 42.3); ground-truth classes 87.7 (88.2 / 87.2). So the
 proposals would allow ~88 and the classifier holds DeOP back: given perfect masks, 70 % of
 seen-object pixels get the right class and 24 % another seen class (the colour is right, the
-shape wrong), counted from the same confusion matrix. On 200 training scenes (the config's
-train split) it is 69 % / 25 %: the classifier underfits its own seen classes, it does not
+shape wrong); these shares come from the "ground-truth masks" confusion matrix, which the
+script does not print. On 200 training scenes (the config's train split) they are 69 % / 25 %: the classifier underfits its own seen classes, it does not
 overfit them.
 
     python bench/deop_proposal_quality.py [--config checkpoints/synthetic/deop.yaml] [--scenes 100]
