@@ -10,20 +10,27 @@ object of the validation scenes (36 names, "a photo of a {}.") three ways, side 
 - masked input: the image with every pixel outside the object set to the mean colour, one
   CLIP pass each, the image embedding — what a two-pass method such as zsseg does.
 
-Measured on the 2-core CPU, 100 scenes (237 objects; chance 2.8 %), shipped tiny CLIP
-(initial temperature 0.02): pooled patches 3.4 % (α = 0) and 3.4 % (α = 1), masked input
-86.5 %. The previous tiny CLIP (temperature 0.07): 7.6 %, 9.7 % and 75.9 %. The image
-embedding knows the classes, the patch features do not, so DeOP's one-pass classification
-and the baseline stay near chance however good the proposals are
-(bench/deop_proposal_quality.py); LDVC learns a decoder between the two and does not.
+Each is reported over all objects and split by scene: objects alone in theirs (1 class) and
+objects among others (2+ classes; objects of one class form one region).
 
-A tiny CLIP pre-trained with a late class token (`vision.class_token_block: 5`, same 800
-steps; its patch features are the class token's view of each patch): pooled patches 22.4 %,
-masked input 65.4 %. Patches align, the image embedding learns slower (probe 64.2 % against
-96.9 %), and the chain on it gave LDVC hIoU 15.0, DeOP 0.0, baseline 6.4: not shipped.
-A tiny CLIP pre-trained with the dense term (`train.dense_alignment_weight: 1.0`, the same
-contrastive loss on the mean severed patch feature): pooled patches 18.6 % (α = 0) and 18.1 %
-(α = 1), masked input 91.1 %; its chain gave baseline 9.2, LDVC 50.3, DeOP 4.1: not shipped.
+Shipped tiny CLIP (fp32, dense term 1.0), 100 scenes (237 objects; chance 2.8 %): pooled patches
+19.8 % (α = 0 and 1), masked input 92.0 %. Alone in their scene pooled patches get 53.8 %
+(masked input 100 %), among others 15.6 % (91.0 %). Pre-training showed one object per caption,
+so in clutter each patch feature carries its neighbours. A one-off probe (200 scenes, not kept)
+classified each object by a copy of the class token that attends only to the object's patches:
+98.2 % alone, 32.1 % among others; 40.5 % when each object's patches also attend only within
+the object; 90.4 % when the other objects' pixels are set to the mean colour before the stem.
+The mixing happens in the pixels each patch embedding sees (the conv stem's 31-px receptive
+field; objects are 2–4 patches wide and often touch) more than in attention, so masking attention
+by object, which one pass allows, recovers little. DeOP classifies every proposal from one pass
+and meets this (bench/deop_proposal_quality.py).
+
+Earlier CLIPs, 100 scenes, not split (pooled α = 0, α = 1, masked input): without the dense term
+3.4 %, 3.4 %, 86.5 % (initial temperature 0.02) and 7.6 %, 9.7 %, 75.9 % (0.07); with a late
+class token (`vision.class_token_block: 5`, its patch features the class token's view of each
+patch) pooled 22.4 %, masked 65.4 %, but its image embedding learnt slower (probe 64.2 % against
+96.9 %) and its chain gave LDVC hIoU 15.0, DeOP 0.0, baseline 6.4; the dense term pre-trained in
+bf16: 18.6 %, 18.1 %, 91.1 % (its chain: baseline 9.2, LDVC 50.3, DeOP 4.1). None shipped.
 
     python bench/clip_dense_alignment.py [--config checkpoints/synthetic/clip_baseline.yaml] [--scenes 100]
 """
@@ -47,12 +54,13 @@ TEMPLATE = "a photo of a {}."
 
 
 def objects(eval_set, ignore_index: int):
-    """(image, object mask, class index) for every labelled class region of every scene."""
+    """(image, object mask, class index, classes in the scene) for every labelled class region
+    of every scene."""
     for i in range(len(eval_set)):
         image, target = eval_set[i]
-        for label in target.unique().tolist():
-            if label != ignore_index:
-                yield image, target == label, label
+        labels = [label for label in target.unique().tolist() if label != ignore_index]
+        for label in labels:
+            yield image, target == label, label, len(labels)
 
 
 @torch.inference_mode()
@@ -86,16 +94,24 @@ def main() -> None:
         "pooled patch features, α = 1": lambda image, mask: pooled_patch_embedding(model.clip, image, mask, 1.0),
         "masked input, image embedding": lambda image, mask: masked_input_embedding(model.clip, image, mask),
     }
-    correct = dict.fromkeys(methods, 0)
-    total = 0
-    for image, mask, label in objects(eval_set, run.data.ignore_index):
-        total += 1
+    groups = ("all scenes", "1 class in scene", "2+ classes")
+    correct = {(name, group): 0 for name in methods for group in groups}
+    total = dict.fromkeys(groups, 0)
+    for image, mask, label, in_scene in objects(eval_set, run.data.ignore_index):
+        scene_groups = ("all scenes", "1 class in scene" if in_scene == 1 else "2+ classes")
+        for group in scene_groups:
+            total[group] += 1
         for name, embed in methods.items():
-            correct[name] += int((text @ F.normalize(embed(image, mask), dim=0)).argmax().item() == label)
-    print(f"{total} objects in {len(eval_set)} scenes, {len(eval_set.class_names)} classes (chance "
-          f"{100 / len(eval_set.class_names):.1f} %)")
-    for name, count in correct.items():
-        print(f"  {name:32s} {100 * count / total:5.1f} % classified right")
+            right = int((text @ F.normalize(embed(image, mask), dim=0)).argmax().item() == label)
+            for group in scene_groups:
+                correct[name, group] += right
+    print(f"{total['all scenes']} objects in {len(eval_set)} scenes, {len(eval_set.class_names)} classes "
+          f"(chance {100 / len(eval_set.class_names):.1f} %); % classified right, by the classes in their scene")
+    print(f"  {'':32s}" + "".join(f"{group} ({total[group]})".rjust(20) for group in groups))
+    for name in methods:
+        print(f"  {name:32s}" + "".join(
+            (f"{100 * correct[name, group] / total[group]:.1f}" if total[group] else "-").rjust(20)
+            for group in groups))
 
 
 if __name__ == "__main__":
