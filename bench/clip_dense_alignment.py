@@ -107,10 +107,10 @@ def main() -> None:
                 correct[name, group] += right
     print(f"{total['all scenes']} objects in {len(eval_set)} scenes, {len(eval_set.class_names)} classes "
           f"(chance {100 / len(eval_set.class_names):.1f} %); % classified right, by the classes in their scene")
-    print(f"  {'':32s}" + "".join(f"{group} ({total[group]})".rjust(20) for group in groups))
+    print(f"  {'':32s}" + "".join(f"{group} ({total[group]})".rjust(24) for group in groups))
     for name in methods:
         print(f"  {name:32s}" + "".join(
-            (f"{100 * correct[name, group] / total[group]:.1f}" if total[group] else "-").rjust(20)
+            (f"{100 * correct[name, group] / total[group]:.1f}" if total[group] else "-").rjust(24)
             for group in groups))
 
 
