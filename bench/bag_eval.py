@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from zs3_core.segmenter import Segmenter  # noqa: E402
-from zs3_ros.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
-from zs3_ros.bag_io import connections_for, decode_rgb, iter_messages, open_bag  # noqa: E402
-from zs3_ros.sample_bag import write_sample_bag  # noqa: E402
-from zs3_ros.vocabulary_schedule import VocabularySchedule  # noqa: E402
+from zs3_core.bags.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
+from zs3_core.bags.bag_io import connections_for, decode_rgb, iter_messages, open_bag  # noqa: E402
+from zs3_core.bags.sample_bag import write_sample_bag  # noqa: E402
+from zs3_core.bags.vocabulary_schedule import VocabularySchedule  # noqa: E402
 
 
 class _NullSegmenter:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from zs3_core.cli import main as zs3_main
+from zs3.cli import main as zs3_main
 from zs3_core.datasets import DatasetLayoutError, open_split
 from zs3_core.datasets.check import check_dataset
 from zs3_core.datasets.cocostuff import RAW_IDS, cocostuff_label_lookup

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from sensor_msgs.msg import CompressedImage
 
-from zs3_ros.conversions import image_to_numpy
+from zs3_core.bags.conversions import image_to_numpy
 from zs3_ros.synthetic_camera import moving_shapes, running_segmenter, wait_until
 
 H, W = 40, 56

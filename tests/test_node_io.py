@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 
-from zs3_ros.conversions import image_to_numpy, numpy_to_image
+from zs3_core.bags.conversions import image_to_numpy
+from zs3_ros.conversions import numpy_to_image
 from zs3_ros.synthetic_camera import moving_shapes, running_segmenter, wait_until
 
 PARAMS_FILE = Path(__file__).resolve().parent.parent / "config" / "segment.yaml"

@@ -102,7 +102,7 @@ def test_cli_segment_writes_labels_and_overlay(tmp_path):
     image = tmp_path / "in.png"
     cv2.imwrite(str(image), np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8))
     labels, over = tmp_path / "labels.png", tmp_path / "overlay.png"
-    subprocess.run([sys.executable, "-m", "zs3_core.cli", "segment", str(image), "--classes", "red ball, blue box",
+    subprocess.run([sys.executable, "-m", "zs3.cli", "segment", str(image), "--classes", "red ball, blue box",
                     "--out", str(labels), "--overlay", str(over)], check=True, capture_output=True)
     written = cv2.imread(str(labels), cv2.IMREAD_UNCHANGED)
     assert written.shape == (60, 80) and written.max() < 2
@@ -112,7 +112,7 @@ def test_cli_segment_writes_labels_and_overlay(tmp_path):
 def test_cli_segment_refuses_a_bad_vocabulary(tmp_path):
     image = tmp_path / "in.png"
     cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
-    proc = subprocess.run([sys.executable, "-m", "zs3_core.cli", "segment", str(image), "--classes", "a,,b",
+    proc = subprocess.run([sys.executable, "-m", "zs3.cli", "segment", str(image), "--classes", "a,,b",
                            "--out", str(tmp_path / "l.png")], capture_output=True, text=True)
     assert proc.returncode == 2 and "empty" in proc.stderr
 

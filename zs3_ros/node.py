@@ -45,9 +45,10 @@ from zs3_core import visualize
 from zs3_core.vocabulary import VocabularyError
 from zs3_core.config import load_model_config
 from zs3_core.segmenter import Segmenter
-from zs3_ros.conversions import ImageConversionError, compressed_to_rgb, image_to_rgb, numpy_to_image
+from zs3_core.bags.conversions import ImageConversionError, compressed_to_rgb, image_to_rgb
+from zs3_ros.conversions import numpy_to_image
 from zs3_ros.msg import LabelInfo, SegmentationInfo
-from zs3_ros.output_fields import label_info_fields, segmentation_info_fields
+from zs3_core.bags.output_fields import label_info_fields, segmentation_info_fields
 from zs3_ros.params import ConfigError, NodeConfig, declare_parameters, read_config, resolve_path, updated_config
 from zs3_ros.qos import input_qos, latched_qos, output_qos
 from zs3_ros.srv import GetVocabulary, SetVocabulary
