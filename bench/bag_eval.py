@@ -35,7 +35,7 @@ class _NullSegmenter:
 
     def encode_vocabulary(self, names, template=None):
         from types import SimpleNamespace
-        return SimpleNamespace(names=tuple(names), template="{}", version=1, unlabeled_value=255)
+        return SimpleNamespace(names=tuple(names), template="{}", vocabulary_version=1, unlabeled_value=255)
 
     def segment(self, rgb, vocabulary):
         import numpy as np

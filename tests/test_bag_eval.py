@@ -46,7 +46,7 @@ class OracleSegmenter:
         self.truth = {scene.image.tobytes(): scene.labels for scene in frames}
 
     def encode_vocabulary(self, names, template=None):
-        return dataclasses.make_dataclass("V", ["names", "template", "version", "unlabeled_value"])(
+        return dataclasses.make_dataclass("V", ["names", "template", "vocabulary_version", "unlabeled_value"])(
             tuple(names), template or "{}", len(names), 255)
 
     def segment(self, rgb, vocabulary):
@@ -56,7 +56,7 @@ class OracleSegmenter:
             lut[WORLD.class_names.index(name)] = vid
         labels = lut[gt]
         return SegmentationResult(labels, np.ones(SIZE, np.float32), np.ones(len(vocabulary.names), np.float32),
-                                  np.zeros(len(vocabulary.names), np.float32), vocabulary.version, 255,
+                                  np.zeros(len(vocabulary.names), np.float32), vocabulary.vocabulary_version, 255,
                                   {"total": 0.0})
 
 

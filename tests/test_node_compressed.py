@@ -29,7 +29,7 @@ def test_compressed_frames_give_labels_at_input_resolution(segmenter, fmt):
     assert outputs.labels.header.frame_id == "camera"
     num_classes = len(segmenter.node.vocabulary.names)
     assert ((labels < num_classes) | (labels == 255)).all()
-    assert outputs.info.vocabulary_version == segmenter.node.vocabulary.version
+    assert outputs.info.vocabulary_version == segmenter.node.vocabulary.vocabulary_version
 
 
 def test_undecodable_payload_is_skipped_and_the_next_frame_processed(segmenter):

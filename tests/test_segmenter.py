@@ -32,17 +32,17 @@ def test_labels_cover_the_input_frame(segmenter):
     assert 0.0 <= out.confidence.min() and out.confidence.max() <= 1.0
     assert out.class_confidence.shape == (3,) and out.class_fraction.shape == (3,)
     assert out.class_fraction.sum() == pytest.approx(1.0, abs=1e-5)
-    assert out.vocabulary_id == vocab.version and out.unlabeled_value == 255
+    assert out.vocabulary_version == vocab.vocabulary_version and out.unlabeled_value == 255
     assert set(out.timings) >= {"preprocess", "model", "postprocess", "total"}
 
 
 def test_encoding_a_vocabulary_leaves_the_current_one_in_force(segmenter):
     current = segmenter.set_vocabulary(["cat", "dog"])
     other = segmenter.encode_vocabulary(["car", "road", "tree"])
-    assert segmenter.vocabulary is current and other.version > current.version
+    assert segmenter.vocabulary is current and other.vocabulary_version > current.vocabulary_version
     rgb = np.zeros((32, 32, 3), np.uint8)
-    assert segmenter.segment(rgb).vocabulary_id == current.version
-    assert segmenter.segment(rgb, vocabulary=other).vocabulary_id == other.version
+    assert segmenter.segment(rgb).vocabulary_version == current.vocabulary_version
+    assert segmenter.segment(rgb, vocabulary=other).vocabulary_version == other.vocabulary_version
 
 
 def test_refused_vocabulary_keeps_the_old_one(segmenter):

@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import yaml
 
@@ -150,17 +150,28 @@ class ModelConfig:
             raise ConfigError(f"model.unlabeled_threshold must be in [0, 1), got {self.unlabeled_threshold}")
 
 
-def resolve_path(path: Optional[str], base: Optional[Path]) -> Optional[str]:
-    """Relative paths in a config file are relative to that file, then to the repository."""
-    if path is None:
-        return None
+def resolve_path(path: Optional[str], base: Optional[Path] = None, *, roots: Sequence[Path] = (),
+                 what: Optional[str] = None) -> Optional[str]:
+    """The one path resolver: a relative path is looked up against `base` (the folder of the
+    config file that names it), then each of `roots` (e.g. the ROS package share dir, which
+    `zs3_ros.params` adds), then the repository, then the working directory.
+
+    With `what` (e.g. "checkpoint"), a path found nowhere is a ConfigError naming `what` and
+    every place looked in; without, it comes back as given and opening it reports the error.
+    """
+    if not path:
+        return path
     p = Path(path).expanduser()
     if p.is_absolute():
+        candidates = [p]
+    else:
+        candidates = [root / p for root in [*([base] if base else []), *roots, REPO_ROOT, Path.cwd()]]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate.resolve()) if what or not p.is_absolute() else str(p)
+    if what is None:
         return str(p)
-    for root in ([base] if base else []) + [REPO_ROOT, Path.cwd()]:
-        if (root / p).exists():
-            return str((root / p).resolve())
-    return str(p)
+    raise ConfigError(f"{what} {path!r} not found (looked in: {', '.join(str(c) for c in dict.fromkeys(candidates))})")
 
 
 def load_yaml(path: Union[str, Path]) -> dict:

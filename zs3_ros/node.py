@@ -159,7 +159,7 @@ class SegmenterNode(Node):
         self.get_logger().info(
             f"ready: backend {self._backend_name}, subscribing "
             f"'{self._image_sub.topic_name}' ({cfg.input_transport}, {cfg.qos_reliability}, depth {cfg.qos_depth}), "
-            f"{len(self._vocabulary.names)} classes (vocabulary v{self._vocabulary.version})")
+            f"{len(self._vocabulary.names)} classes (vocabulary v{self._vocabulary.vocabulary_version})")
         if self._weights_note:
             self.get_logger().warning(self._weights_note)
 
@@ -307,15 +307,15 @@ class SegmenterNode(Node):
             return old, False, f"encoding failed: {type(err).__name__}: {err}"
         self._vocabulary = new   # atomic reference swap: the next frame uses it
         self._publish_label_info(new)
-        self.get_logger().info(f"vocabulary v{old.version} -> v{new.version}: {len(new.names)} classes")
-        return new, True, (f"vocabulary v{new.version} in force: {len(new.names)} classes "
-                           f"(was v{old.version}, {len(old.names)} classes)")
+        self.get_logger().info(f"vocabulary v{old.vocabulary_version} -> v{new.vocabulary_version}: {len(new.names)} classes")
+        return new, True, (f"vocabulary v{new.vocabulary_version} in force: {len(new.names)} classes "
+                           f"(was v{old.vocabulary_version}, {len(old.names)} classes)")
 
     @staticmethod
     def _fill_vocabulary_reply(response: Any, vocabulary: Any, success: bool, message: str, t0: float) -> Any:
         response.success = success
         response.message = message
-        response.vocabulary_version = int(vocabulary.version)
+        response.vocabulary_version = int(vocabulary.vocabulary_version)
         response.class_ids = list(range(len(vocabulary.names)))
         response.class_names = list(vocabulary.names)
         response.encode_time_ms = float((time.perf_counter() - t0) * 1000.0)
@@ -323,7 +323,7 @@ class SegmenterNode(Node):
 
     def _on_get_vocabulary(self, request: Any, response: Any) -> Any:
         vocabulary = self._vocabulary
-        response.vocabulary_version = int(vocabulary.version)
+        response.vocabulary_version = int(vocabulary.vocabulary_version)
         response.class_ids = list(range(len(vocabulary.names)))
         response.class_names = list(vocabulary.names)
         response.prompt_template = vocabulary.template or ""
@@ -374,7 +374,7 @@ class SegmenterNode(Node):
             "failed_frames": str(stats.failed),
             "last_error": stats.last_error,
             "backend": self._backend_name,
-            "vocabulary_version": str(vocabulary.version),
+            "vocabulary_version": str(vocabulary.vocabulary_version),
             "vocabulary": ", ".join(vocabulary.names[:50]) + (" ..." if len(vocabulary.names) > 50 else ""),
             "weights": self._weights_note or "trained",
         }

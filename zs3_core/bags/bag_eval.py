@@ -168,7 +168,7 @@ def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
                 result = segmenter.segment(rgb, vocabulary=vocabularies[vi])
                 latency = (time.perf_counter() - t0) * 1e3
                 stamp = stamp_ns(message.msg)
-                record = FrameRecord(len(records), stamp, bag_time, vocabularies[vi].version, latency,
+                record = FrameRecord(len(records), stamp, bag_time, vocabularies[vi].vocabulary_version, latency,
                                      float(result.timings.get("total", 0.0)))
                 records.append(record)
                 if annotated is not None:
@@ -221,7 +221,7 @@ def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
         "throughput_fps": len(records) / wall if wall > 0 else 0.0,
         "classes": eval_names,
         "unseen_classes": unseen,
-        "vocabulary_schedule": [{"at": e.at_s, "classes": list(e.classes), "version": v.version}
+        "vocabulary_schedule": [{"at": e.at_s, "classes": list(e.classes), "version": v.vocabulary_version}
                                 for e, v in zip(opts.schedule.entries, vocabularies)],
         "latency_ms": {"frame": latency_stats([r.latency_ms for r in records]),
                        "inference": latency_stats([r.inference_ms for r in records])},
