@@ -4,6 +4,11 @@ A config file has one section per concern: `model` (this module: what to build a
 feed it), and for training `data`, `train`, `eval` (read by the training package). Each
 section becomes a dataclass; unknown keys are errors so a typo never silently falls back
 to a default.
+
+A file may start from others (mmsegmentation's `_base_`): `_base_: sibling.yaml` (or a list,
+merged in order; paths relative to the file) loads the base first, then the file's own keys
+override it, mappings merged key by key, everything else (lists included) replaced whole.
+A variant is thus only what differs; the merged mapping is checked as strictly as any file.
 """
 from __future__ import annotations
 
@@ -174,18 +179,50 @@ def resolve_path(path: Optional[str], base: Optional[Path] = None, *, roots: Seq
     raise ConfigError(f"{what} {path!r} not found (looked in: {', '.join(str(c) for c in dict.fromkeys(candidates))})")
 
 
+BASE_KEY = "_base_"
+
+
 def load_yaml(path: Union[str, Path]) -> dict:
-    """The raw sections of a config file, with a clear error for missing or broken files."""
-    path = Path(path)
+    """The raw sections of a config file with its `_base_` files merged in (module doc), with
+    a clear error for missing or broken files and for bases that include themselves."""
+    return _load_with_bases(Path(path), ())
+
+
+def _load_with_bases(path: Path, including: tuple[Path, ...]) -> dict:
     if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist"
+                          + (f" (a {BASE_KEY} of {including[-1]})" if including else ""))
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must be a mapping with a 'model' section")
-    return data
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: {BASE_KEY} must be a file name or a list of file names, got {bases!r}")
+    merged: dict = {}
+    for name in bases:
+        base = (path.parent / name).resolve()
+        if base in including or base == path.resolve():
+            raise ConfigError(f"{path}: {BASE_KEY} {name!r} includes itself")
+        merged = merge_config(merged, _load_with_bases(base, (*including, path.resolve())))
+    return merge_config(merged, data)
+
+
+def merge_config(base: dict, override: dict) -> dict:
+    """`override` over `base`: mappings merged recursively, any other value replaced whole."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def load_model_config(source: Union[str, Path, dict, ModelConfig]) -> ModelConfig:
