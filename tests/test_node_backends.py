@@ -1,7 +1,6 @@
 """The node serves through every CPU backend its `backend`/`precision` parameters select."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from zs3_core.bags.conversions import image_to_numpy
