@@ -1,4 +1,5 @@
-# Two commands: `make demo` (the live node on the embedded default) and `make test`.
+# Two commands: `make demo` (the live node on the embedded default) and `make test`;
+# `make lint` runs the static checks (ruff on the Python code, hadolint on the Dockerfiles).
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
@@ -12,6 +13,9 @@ demo: bootstrap
 
 test: bootstrap
 	$(ENV) python -m pytest -q tests
+
+lint: bootstrap
+	$(ENV) ruff check . && hadolint docker/Dockerfile.jetson docker/Dockerfile.x86
 
 bench: bootstrap
 	$(ENV) python bench/node_overhead.py

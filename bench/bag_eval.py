@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from zs3_core.segmenter import Segmenter  # noqa: E402
-from zs3_ros.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
-from zs3_ros.bag_io import connections_for, decode_rgb, iter_messages, open_bag  # noqa: E402
-from zs3_ros.sample_bag import write_sample_bag  # noqa: E402
-from zs3_ros.vocabulary_schedule import VocabularySchedule  # noqa: E402
+from zs3_core.bags.bag_eval import BagEvalOptions, evaluate_bag  # noqa: E402
+from zs3_core.bags.bag_io import connections_for, decode_rgb, iter_messages, open_bag  # noqa: E402
+from zs3_core.bags.sample_bag import write_sample_bag  # noqa: E402
+from zs3_core.bags.vocabulary_schedule import VocabularySchedule  # noqa: E402
 
 
 class _NullSegmenter:
@@ -35,7 +35,7 @@ class _NullSegmenter:
 
     def encode_vocabulary(self, names, template=None):
         from types import SimpleNamespace
-        return SimpleNamespace(names=tuple(names), template="{}", version=1, unlabeled_value=255)
+        return SimpleNamespace(names=tuple(names), template="{}", vocabulary_version=1, unlabeled_value=255)
 
     def segment(self, rgb, vocabulary):
         import numpy as np

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     segmenter = Segmenter.from_config(args.config)
-    vocabulary = segmenter.encode_vocabulary(CLASSES)
+    segmenter.encode_vocabulary(CLASSES)   # warm-up: the first encode loads the tokenizer
     frames = list(moving_shapes(args.frames + 2, size=(args.size, args.size)))
     params = {"classes": CLASSES, "qos_reliability": args.reliability,
               "model_config": args.config, "publish_overlay": False}

@@ -11,7 +11,6 @@ Background pixels are left uncoloured, as the evaluation ignores them (VOC-style
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import cv2
 import numpy as np

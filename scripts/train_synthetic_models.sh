@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 OUT="$(realpath -m "${1:-runs/synthetic}")"
 SHIP="${2:-}"
 mkdir -p "$OUT"
-ZS3="python -m zs3_core.cli"
+ZS3="python -m zs3.cli"
 machine() {  # what decides the minutes: cores and the widest matmul path (training/precision.py)
     python -c "from zs3_core.backends.auto import describe_cpu; print(describe_cpu())"
 }

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from zs3_core.cli import main as zs3
+from zs3.cli import main as zs3
 from zs3_core.config import REPO_ROOT, load_model_config
 from zs3_core.segmenter import SegmentationResult, Segmenter
 from zs3_core.synthetic import SyntheticWorld, WorldConfig
-from zs3_ros.bag_eval import BagEvalOptions, evaluate_bag
-from zs3_ros.bag_io import BagReadError, TopicNotFoundError, open_bag, read_class_metadata
-from zs3_ros.sample_bag import LABELS_TOPIC, START_NS, write_sample_bag
-from zs3_ros.vocabulary_schedule import ScheduleEntry, VocabularySchedule
+from zs3_core.bags.bag_eval import BagEvalOptions, evaluate_bag
+from zs3_core.bags.bag_io import BagReadError, TopicNotFoundError, open_bag, read_class_metadata
+from zs3_core.bags.sample_bag import LABELS_TOPIC, START_NS, write_sample_bag
+from zs3_core.bags.vocabulary_schedule import ScheduleEntry, VocabularySchedule
 
 SIZE = (48, 64)   # (H, W): small frames keep every test well under a second of inference
 WORLD = SyntheticWorld(WorldConfig(image_size=SIZE))
@@ -46,7 +46,7 @@ class OracleSegmenter:
         self.truth = {scene.image.tobytes(): scene.labels for scene in frames}
 
     def encode_vocabulary(self, names, template=None):
-        return dataclasses.make_dataclass("V", ["names", "template", "version", "unlabeled_value"])(
+        return dataclasses.make_dataclass("V", ["names", "template", "vocabulary_version", "unlabeled_value"])(
             tuple(names), template or "{}", len(names), 255)
 
     def segment(self, rgb, vocabulary):
@@ -56,7 +56,7 @@ class OracleSegmenter:
             lut[WORLD.class_names.index(name)] = vid
         labels = lut[gt]
         return SegmentationResult(labels, np.ones(SIZE, np.float32), np.ones(len(vocabulary.names), np.float32),
-                                  np.zeros(len(vocabulary.names), np.float32), vocabulary.version, 255,
+                                  np.zeros(len(vocabulary.names), np.float32), vocabulary.vocabulary_version, 255,
                                   {"total": 0.0})
 
 
@@ -184,7 +184,7 @@ def test_corrupt_message_in_sqlite_bag_stops_with_a_clear_error(tmp_path, segmen
     with pytest.raises(BagReadError, match="last good message: #5"):
         source = open_bag(bag)
         try:
-            from zs3_ros.bag_io import iter_messages
+            from zs3_core.bags.bag_io import iter_messages
             list(iter_messages(source, source.connections))
         finally:
             source.close()

@@ -1,4 +1,4 @@
-"""sensor_msgs Image / CompressedImage <-> numpy without cv_bridge (zs3_ros.conversions).
+"""sensor_msgs Image / CompressedImage <-> numpy without cv_bridge (zs3_core.bags.conversions, zs3_ros.conversions).
 
 The functions read messages by attribute, so the tests use both real rclpy messages and
 plain namespaces (what rosbags hands the bag evaluator).
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from zs3_ros.conversions import (ImageConversionError, compressed_to_rgb, image_to_numpy, image_to_rgb,
-                                 numpy_to_image, rgb_to_compressed)
+from zs3_core.bags.conversions import ImageConversionError, compressed_to_rgb, image_to_numpy, image_to_rgb
+from zs3_ros.conversions import numpy_to_image, rgb_to_compressed
 
 sensor_msgs = pytest.importorskip("sensor_msgs.msg")
 RNG = np.random.default_rng(0)

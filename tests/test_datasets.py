@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from zs3_core.cli import main as zs3_main
+from zs3.cli import main as zs3_main
 from zs3_core.datasets import DatasetLayoutError, open_split
 from zs3_core.datasets.check import check_dataset
 from zs3_core.datasets.cocostuff import RAW_IDS, cocostuff_label_lookup
@@ -23,7 +23,7 @@ from zs3_core.datasets.transforms import TrainAugmentation
 
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
-# The GZS3 protocol as models.md states it.
+# The GZS3 protocol as the reference code runs it (docs/sources.md).
 VOC_UNSEEN_NAMES = ["pottedplant", "sheep", "sofa", "train", "tvmonitor"]
 COCO_UNSEEN = {19: "cow", 23: "giraffe", 28: "suitcase", 29: "frisbee", 36: "skateboard",
                51: "carrot", 76: "scissors", 88: "cardboard", 94: "clouds", 112: "grass",

@@ -63,7 +63,7 @@ def test_scores_are_a_distribution_over_classes_and_void():
     classes = model.encode_classes(["red ring", "blue square"], "{}.").detach()
     image = torch.randn(1, 3, 128, 128)
     model.train()
-    outputs = model(image, classes)
+    outputs = model.training_outputs(image, classes)
     assert outputs["semantic"].shape == (1, 3, 32, 32) and outputs["class_logits"].shape == (1, 10, 3)
     torch.testing.assert_close(outputs["semantic"].sum(1), torch.ones(1, 32, 32))
     model.eval()
@@ -111,10 +111,10 @@ def test_proposal_mask_losses_follow_matching_and_reach_the_proposal_network():
     classes = model.encode_classes(["red ring", "blue square"], "{}.").detach()
     target = torch.full((1, 128, 128), 255, dtype=torch.long)
     target[:, 10:60, 10:60] = 1
-    losses = model.compute_loss(model(torch.randn(1, 3, 128, 128), classes), target)
+    losses = model.compute_loss(model.training_outputs(torch.randn(1, 3, 128, 128), classes), target)
     assert {"loss_focal", "loss_dice", "loss_mask_proposals", "loss_dice_proposals"} <= set(losses)
     model.zero_grad()
-    model.compute_loss(model(torch.randn(1, 3, 128, 128), classes), target)["loss"].backward()
+    model.compute_loss(model.training_outputs(torch.randn(1, 3, 128, 128), classes), target)["loss"].backward()
     assert model.proposals.query_feat.weight.grad.abs().sum() > 0
 
 
@@ -128,7 +128,7 @@ def test_deop_vitb16_voc_forward_backward_keeps_clip_frozen():
     model = build_model(config).train()
     start = time.perf_counter()
     classes = model.encode_classes(["aeroplane", "bicycle", "bird"], config.prompt_template)
-    outputs = model(torch.randn(1, 3, 512, 512), classes)
+    outputs = model.training_outputs(torch.randn(1, 3, 512, 512), classes)
     assert outputs["semantic"].shape == (1, 4, 128, 128) and outputs["masks"].shape == (1, 100, 128, 128)
     target = torch.randint(0, 3, (1, 512, 512))
     target[:, :100] = 255
@@ -155,7 +155,7 @@ def test_finetuned_last_vision_block_gets_gradients_through_the_severed_layer():
     assert model.lr_scale(f"clip.visual.transformer.resblocks.{last}.attn.in_proj_weight") == 0.5
     assert model.lr_scale("anchor_decoder.query_feat.weight") == 1.0
     classes = model.encode_classes(["red circle", "blue ring"], "{}.")
-    outputs = model(torch.randn(2, 3, 128, 128), classes)
+    outputs = model.training_outputs(torch.randn(2, 3, 128, 128), classes)
     model.compute_loss(outputs, torch.randint(0, 2, (2, 128, 128)))["loss"].backward()
     block = model.clip.visual.transformer.resblocks[last]
     assert block.mlp.c_proj.weight.grad is not None and block.mlp.c_proj.weight.grad.abs().sum() > 0

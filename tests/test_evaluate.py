@@ -15,7 +15,7 @@ from test_training import TinySegmenter, tiny_config
 from training.config import build_run_config
 from training.data import evaluation_set
 from training.evaluate import evaluate_model, write_report
-from zs3_core.cli import main as zs3_main
+from zs3.cli import main as zs3_main
 from zs3_core.config import REPO_ROOT
 from zs3_core.datasets.splits import VOC_SPLIT
 

@@ -17,7 +17,7 @@ from zs3_core.config import ModelConfig, load_model_config
 from zs3_core.models import build_model
 from zs3_core.models.ldvc import LDVC
 from zs3_core.models.ldvc.decoder import LocalConsensusDecoder
-from zs3_core.models.ldvc.prompts import TextDeepPrompts, VisualDeepPrompts, encode_prompted_classes
+from zs3_core.models.prompts import TextDeepPrompts, VisualDeepPrompts, encode_prompted_classes
 from zs3_core.models.ldvc.route_attention import RouteAttention, window_merge, window_partition
 
 PAPER_TRAINABLE_PARAMETERS = 11e6          # LDVC Sec. 4.3 (Table 9 discussion), ViT-B/16

@@ -1,10 +1,9 @@
 """The node serves through every CPU backend its `backend`/`precision` parameters select."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from zs3_ros.conversions import image_to_numpy
+from zs3_core.bags.conversions import image_to_numpy
 from zs3_ros.synthetic_camera import moving_shapes, running_segmenter
 
 PARAMS_FILE = Path(__file__).resolve().parent.parent / "config" / "segment.yaml"

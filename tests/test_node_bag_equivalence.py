@@ -10,12 +10,12 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from zs3_core.config import REPO_ROOT, load_model_config
 from zs3_core.segmenter import Segmenter
-from zs3_ros.bag_eval import BagEvalOptions, evaluate_bag
-from zs3_ros.bag_io import read_class_metadata
-from zs3_ros.conversions import image_to_numpy
-from zs3_ros.sample_bag import write_sample_bag
+from zs3_core.bags.bag_eval import BagEvalOptions, evaluate_bag
+from zs3_core.bags.bag_io import read_class_metadata
+from zs3_core.bags.conversions import image_to_numpy
+from zs3_core.bags.sample_bag import write_sample_bag
 from zs3_ros.synthetic_camera import running_segmenter, stamp_key
-from zs3_ros.vocabulary_schedule import VocabularySchedule
+from zs3_core.bags.vocabulary_schedule import VocabularySchedule
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from sensor_msgs.msg import CompressedImage
 
-from zs3_ros.conversions import image_to_numpy
+from zs3_core.bags.conversions import image_to_numpy
 from zs3_ros.synthetic_camera import moving_shapes, running_segmenter, wait_until
 
 H, W = 40, 56
@@ -29,7 +29,7 @@ def test_compressed_frames_give_labels_at_input_resolution(segmenter, fmt):
     assert outputs.labels.header.frame_id == "camera"
     num_classes = len(segmenter.node.vocabulary.names)
     assert ((labels < num_classes) | (labels == 255)).all()
-    assert outputs.info.vocabulary_version == segmenter.node.vocabulary.version
+    assert outputs.info.vocabulary_version == segmenter.node.vocabulary.vocabulary_version
 
 
 def test_undecodable_payload_is_skipped_and_the_next_frame_processed(segmenter):

@@ -1,8 +1,9 @@
 """The zs3_segmenter node over real DDS on loopback: raw input encodings in, labels,
 confidence, info, overlay and diagnostics out, malformed frames survived.
 
-One node (tiny CLIP baseline, random weights, the shipped config/segment.yaml loaded
-through `--ros-args --params-file`) is shared by the whole module.
+One node (the shipped config/segment.yaml loaded through `--ros-args --params-file`, so the
+embedded default model: LDVC with its trained synthetic weights, checkpoints/synthetic) is
+shared by the whole module.
 """
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 
-from zs3_ros.conversions import image_to_numpy, numpy_to_image
+from zs3_core.bags.conversions import image_to_numpy
+from zs3_ros.conversions import numpy_to_image
 from zs3_ros.synthetic_camera import moving_shapes, running_segmenter, wait_until
 
 PARAMS_FILE = Path(__file__).resolve().parent.parent / "config" / "segment.yaml"
@@ -54,7 +56,7 @@ def test_each_raw_encoding_gives_labels_with_the_input_header(segmenter, frames,
     assert np.isfinite(confidence).all() and confidence.min() >= 0 and confidence.max() <= 1
     info = outputs.info
     assert (info.header.stamp.sec, info.header.stamp.nanosec) == key
-    assert info.vocabulary_version == segmenter.node.vocabulary.version
+    assert info.vocabulary_version == segmenter.node.vocabulary.vocabulary_version
     assert list(info.class_names) == list(segmenter.node.vocabulary.names)
     assert abs(sum(info.pixel_fraction) + info.unlabeled_fraction - 1.0) < 1e-3
     assert info.latency_ms >= info.inference_ms > 0

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from zs3_core.cli import main as zs3
+from zs3.cli import main as zs3
 from zs3_core.clip import CLIP, ClipConfig, load_clip, severance_last_layer
 from zs3_core.clip.tokenizer import ClipTokenizer
 from zs3_core.config import REPO_ROOT, ConfigError

@@ -32,17 +32,17 @@ def test_labels_cover_the_input_frame(segmenter):
     assert 0.0 <= out.confidence.min() and out.confidence.max() <= 1.0
     assert out.class_confidence.shape == (3,) and out.class_fraction.shape == (3,)
     assert out.class_fraction.sum() == pytest.approx(1.0, abs=1e-5)
-    assert out.vocabulary_id == vocab.version and out.unlabeled_value == 255
+    assert out.vocabulary_version == vocab.vocabulary_version and out.unlabeled_value == 255
     assert set(out.timings) >= {"preprocess", "model", "postprocess", "total"}
 
 
 def test_encoding_a_vocabulary_leaves_the_current_one_in_force(segmenter):
     current = segmenter.set_vocabulary(["cat", "dog"])
     other = segmenter.encode_vocabulary(["car", "road", "tree"])
-    assert segmenter.vocabulary is current and other.version > current.version
+    assert segmenter.vocabulary is current and other.vocabulary_version > current.vocabulary_version
     rgb = np.zeros((32, 32, 3), np.uint8)
-    assert segmenter.segment(rgb).vocabulary_id == current.version
-    assert segmenter.segment(rgb, vocabulary=other).vocabulary_id == other.version
+    assert segmenter.segment(rgb).vocabulary_version == current.vocabulary_version
+    assert segmenter.segment(rgb, vocabulary=other).vocabulary_version == other.vocabulary_version
 
 
 def test_refused_vocabulary_keeps_the_old_one(segmenter):
@@ -102,7 +102,7 @@ def test_cli_segment_writes_labels_and_overlay(tmp_path):
     image = tmp_path / "in.png"
     cv2.imwrite(str(image), np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8))
     labels, over = tmp_path / "labels.png", tmp_path / "overlay.png"
-    subprocess.run([sys.executable, "-m", "zs3_core.cli", "segment", str(image), "--classes", "red ball, blue box",
+    subprocess.run([sys.executable, "-m", "zs3.cli", "segment", str(image), "--classes", "red ball, blue box",
                     "--out", str(labels), "--overlay", str(over)], check=True, capture_output=True)
     written = cv2.imread(str(labels), cv2.IMREAD_UNCHANGED)
     assert written.shape == (60, 80) and written.max() < 2
@@ -112,7 +112,7 @@ def test_cli_segment_writes_labels_and_overlay(tmp_path):
 def test_cli_segment_refuses_a_bad_vocabulary(tmp_path):
     image = tmp_path / "in.png"
     cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
-    proc = subprocess.run([sys.executable, "-m", "zs3_core.cli", "segment", str(image), "--classes", "a,,b",
+    proc = subprocess.run([sys.executable, "-m", "zs3.cli", "segment", str(image), "--classes", "a,,b",
                            "--out", str(tmp_path / "l.png")], capture_output=True, text=True)
     assert proc.returncode == 2 and "empty" in proc.stderr
 

@@ -15,7 +15,7 @@ from zs3_core.clip import CLIP, ClipConfig
 from zs3_core.config import load_model_config
 from zs3_core.model_checkpoint import CheckpointMismatchError, save_model_checkpoint
 from zs3_core.models import build_model
-from zs3_ros.conversions import image_to_numpy
+from zs3_core.bags.conversions import image_to_numpy
 from zs3_ros.synthetic_camera import moving_shapes, running_segmenter
 
 OPTIONS = {

@@ -226,7 +226,7 @@ def test_ldvc_vitb16_voc_config_trains_two_iterations_from_the_command_line(tmp_
     """The real paper config, random CLIP weights, fixture data, batch 1, 2 steps on CPU."""
     root = write_voc_root(tmp_path / "voc", train_ids=2, val_ids=1, size=(96, 128))
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "zs3_core.cli", "train", str(LDVC_VOC_CONFIG), "--max-iters", "2",
+    cmd = [sys.executable, "-m", "zs3.cli", "train", str(LDVC_VOC_CONFIG), "--max-iters", "2",
            "--data-root", str(root), "--out", str(out), "--set", "train.batch_size=1",
            "--set", "data.num_workers=0", "--set", "train.log_every=1"]
     proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=900)

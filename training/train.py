@@ -70,7 +70,8 @@ class TrainingStep(nn.Module):
             embeddings = self.model.encode_classes(self.class_names, self.template)
             if not embeddings.requires_grad:  # nothing to learn on the text side: encode once
                 self._frozen_text = embeddings.detach()
-        return self.model.compute_loss(self.model(images, embeddings), subsample_targets(targets, self.loss_stride))
+        outputs = self.model.training_outputs(images, embeddings)
+        return self.model.compute_loss(outputs, subsample_targets(targets, self.loss_stride))
 
 
 def lr_factor(step: int, warmup_iters: int, iterations: int, power: float) -> float:

@@ -4,6 +4,11 @@ A config file has one section per concern: `model` (this module: what to build a
 feed it), and for training `data`, `train`, `eval` (read by the training package). Each
 section becomes a dataclass; unknown keys are errors so a typo never silently falls back
 to a default.
+
+A file may start from others (mmsegmentation's `_base_`): `_base_: sibling.yaml` (or a list,
+merged in order; paths relative to the file) loads the base first, then the file's own keys
+override it, mappings merged key by key, everything else (lists included) replaced whole.
+A variant is thus only what differs; the merged mapping is checked as strictly as any file.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import yaml
 
@@ -150,31 +155,74 @@ class ModelConfig:
             raise ConfigError(f"model.unlabeled_threshold must be in [0, 1), got {self.unlabeled_threshold}")
 
 
-def resolve_path(path: Optional[str], base: Optional[Path]) -> Optional[str]:
-    """Relative paths in a config file are relative to that file, then to the repository."""
-    if path is None:
-        return None
+def resolve_path(path: Optional[str], base: Optional[Path] = None, *, roots: Sequence[Path] = (),
+                 what: Optional[str] = None) -> Optional[str]:
+    """The one path resolver: a relative path is looked up against `base` (the folder of the
+    config file that names it), then each of `roots` (e.g. the ROS package share dir, which
+    `zs3_ros.params` adds), then the repository, then the working directory.
+
+    With `what` (e.g. "checkpoint"), a path found nowhere is a ConfigError naming `what` and
+    every place looked in; without, it comes back as given and opening it reports the error.
+    """
+    if not path:
+        return path
     p = Path(path).expanduser()
     if p.is_absolute():
+        candidates = [p]
+    else:
+        candidates = [root / p for root in [*([base] if base else []), *roots, REPO_ROOT, Path.cwd()]]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate.resolve()) if what or not p.is_absolute() else str(p)
+    if what is None:
         return str(p)
-    for root in ([base] if base else []) + [REPO_ROOT, Path.cwd()]:
-        if (root / p).exists():
-            return str((root / p).resolve())
-    return str(p)
+    raise ConfigError(f"{what} {path!r} not found (looked in: {', '.join(str(c) for c in dict.fromkeys(candidates))})")
+
+
+BASE_KEY = "_base_"
 
 
 def load_yaml(path: Union[str, Path]) -> dict:
-    """The raw sections of a config file, with a clear error for missing or broken files."""
-    path = Path(path)
+    """The raw sections of a config file with its `_base_` files merged in (module doc), with
+    a clear error for missing or broken files and for bases that include themselves."""
+    return _load_with_bases(Path(path), ())
+
+
+def _load_with_bases(path: Path, including: tuple[Path, ...]) -> dict:
     if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist"
+                          + (f" (a {BASE_KEY} of {including[-1]})" if including else ""))
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must be a mapping with a 'model' section")
-    return data
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: {BASE_KEY} must be a file name or a list of file names, got {bases!r}")
+    merged: dict = {}
+    for name in bases:
+        base = (path.parent / name).resolve()
+        if base in including or base == path.resolve():
+            raise ConfigError(f"{path}: {BASE_KEY} {name!r} includes itself")
+        merged = merge_config(merged, _load_with_bases(base, (*including, path.resolve())))
+    return merge_config(merged, data)
+
+
+def merge_config(base: dict, override: dict) -> dict:
+    """`override` over `base`: mappings merged recursively, any other value replaced whole."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def load_model_config(source: Union[str, Path, dict, ModelConfig]) -> ModelConfig:

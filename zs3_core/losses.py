@@ -4,7 +4,7 @@ Both models are trained with a linear combination of focal loss (Lin et al. 2017
 loss (Milletari et al. 2016), LDVC Sec. 4 "Implementation Details" (×100 focal, ×1 dice,
 as ZegCLIP) and DeOP Sec. 3.2 (×2.0 focal, ×0.8 dice in the reference code).
 
-Ignored pixels (label 255) follow the reference code of each paper (models.md):
+Ignored pixels (label 255) follow the reference code of each paper (docs/sources.md):
 - LDVC / ZegCLIP (`ignored="negative"`): an ignored pixel's one-hot row is all zeros, so
   the focal term pushes every class towards 0 there; dice is averaged over the classes
   present in each image only.

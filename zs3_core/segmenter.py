@@ -38,7 +38,7 @@ class EncodedVocabulary:
     """A vocabulary with its (C, D) text embeddings; immutable, swapped as one reference."""
     vocabulary: Vocabulary
     embeddings: torch.Tensor
-    version: int
+    vocabulary_version: int       # increases with every vocabulary encoded; results and messages carry it
     encode_ms: float = 0.0
 
     @property
@@ -65,7 +65,7 @@ class SegmentationResult:
     confidence: np.ndarray        # (H, W) float32 in [0, 1]: probability of the chosen class
     class_confidence: np.ndarray  # (C,) float32: mean confidence over the pixels of each class (0 if absent)
     class_fraction: np.ndarray    # (C,) float32: share of the image labelled with each class
-    vocabulary_id: int
+    vocabulary_version: int
     unlabeled_value: int
     timings: dict = field(default_factory=dict)   # milliseconds: preprocess, model, postprocess, total
 
@@ -186,7 +186,7 @@ class Segmenter:
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
                    "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
-        return SegmentationResult(labels, confidence, class_conf, class_frac, vocab.version,
+        return SegmentationResult(labels, confidence, class_conf, class_frac, vocab.vocabulary_version,
                                   unlabeled, timings)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from zs3_core import visualize
-from zs3_ros.conversions import image_to_numpy
+from zs3_core.bags.conversions import image_to_numpy
 from zs3_ros.synthetic_camera import moving_scenes, running_segmenter, world_class_names
 
 log = logging.getLogger("zs3_ros.demo")

@@ -2,14 +2,14 @@
 
 Concurrency: the executor never runs slow work, so it is a SingleThreadedExecutor.
 - the image subscription only stores the newest message: a frame that arrives before the
-  previous one was taken is counted as dropped, never queued;
+  previous one was taken is counted as dropped, never queued (`frame_worker`);
 - a worker thread takes the newest frame, segments it and publishes every output with
   the input header; it reads the vocabulary as one immutable ``EncodedVocabulary``
   reference per frame;
 - ``~/set_vocabulary`` is an async callback: it hands the names to the vocabulary thread,
   which validates and encodes them while frames keep flowing, swaps the reference between
   two frames and wakes the executor (a guard condition) to send the reply;
-- /diagnostics comes from a timer.
+- /diagnostics comes from a timer (`diagnostics`).
 Why not rclpy's MultiThreadedExecutor: while a submitted callback waits for a pool thread,
 it re-submits it on every wake-up; on 2 cores beside a 432-class encode that loop held the
 GIL and stalled the stream for 0.3-1.8 s (measured, bench/vocabulary_change_gaps.py). The
@@ -22,39 +22,40 @@ under `ros2 run`, launch files and tests without a lifecycle manager.
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import sys
-import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import ColorRGBA
+from std_msgs.msg import ColorRGBA, Header
 
 from zs3_core import visualize
-from zs3_core.vocabulary import VocabularyError
+from zs3_core.bags.conversions import compressed_to_rgb, image_to_rgb
+from zs3_core.bags.output_fields import label_info_fields, segmentation_info_fields
 from zs3_core.config import load_model_config
-from zs3_core.segmenter import Segmenter
-from zs3_ros.conversions import ImageConversionError, compressed_to_rgb, image_to_rgb, numpy_to_image
+from zs3_core.segmenter import EncodedVocabulary, SegmentationResult, Segmenter
+from zs3_core.vocabulary import VocabularyError
+from zs3_ros.conversions import numpy_to_image
+from zs3_ros.diagnostics import FrameStats, segmentation_status
+from zs3_ros.frame_worker import FrameWorker, ImageMessage
 from zs3_ros.msg import LabelInfo, SegmentationInfo
-from zs3_ros.output_fields import label_info_fields, segmentation_info_fields
 from zs3_ros.params import ConfigError, NodeConfig, declare_parameters, read_config, resolve_path, updated_config
 from zs3_ros.qos import input_qos, latched_qos, output_qos
 from zs3_ros.srv import GetVocabulary, SetVocabulary
 
 NODE_NAME = "zs3_segmenter"
 _WARN_PERIOD_S = 5.0
-_STATS_WINDOW_S = 5.0
+VocabularyReply = Union[SetVocabulary.Response, GetVocabulary.Response]
 
 
 class _Throttle:
@@ -71,29 +72,6 @@ class _Throttle:
         return True
 
 
-@dataclasses.dataclass
-class _Stats:
-    """Counters for /diagnostics; written by the callbacks, read by the timer."""
-
-    received: deque = dataclasses.field(default_factory=lambda: deque(maxlen=1000))   # monotonic times
-    published: deque = dataclasses.field(default_factory=lambda: deque(maxlen=1000))
-    latency_ms: deque = dataclasses.field(default_factory=lambda: deque(maxlen=100))
-    inference_ms: deque = dataclasses.field(default_factory=lambda: deque(maxlen=100))
-    received_total: int = 0
-    published_total: int = 0
-    dropped: int = 0
-    malformed: int = 0
-    failed: int = 0
-    last_error: str = ""
-
-    @staticmethod
-    def rate(times: deque, now: float) -> float:
-        recent = [t for t in list(times) if now - t <= _STATS_WINDOW_S]
-        if len(recent) < 2:
-            return 0.0
-        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
-
-
 class SegmenterNode(Node):
     """Subscribes ``image`` (or ``image/compressed``), publishes labels, confidence, info,
     overlay, label_info and /diagnostics; serves ``~/set_vocabulary`` and ``~/get_vocabulary``.
@@ -102,7 +80,7 @@ class SegmenterNode(Node):
     share one model between nodes; by default the node builds it from its parameters.
     """
 
-    def __init__(self, node_name: str = NODE_NAME, segmenter: Any = None, **node_kwargs: Any):
+    def __init__(self, node_name: str = NODE_NAME, segmenter: Optional[Segmenter] = None, **node_kwargs: Any):
         super().__init__(node_name, **node_kwargs)
         declare_parameters(self)
         self._config: NodeConfig = read_config(self)
@@ -114,10 +92,7 @@ class SegmenterNode(Node):
         self._weights_note = _weights_note(self._segmenter, cfg)
 
         self._throttle = _Throttle(_WARN_PERIOD_S)
-        self._stats = _Stats()
-        self._latest: Optional[tuple[Any, float]] = None   # (message, monotonic receive time)
-        self._frame_ready = threading.Condition()
-        self._stop = threading.Event()
+        self._stats = FrameStats()
 
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._set_vocabulary_group = MutuallyExclusiveCallbackGroup()   # one change at a time
@@ -143,6 +118,7 @@ class SegmenterNode(Node):
         else:
             self._image_sub = self.create_subscription(
                 Image, "image", self._on_image, qos, callback_group=self._image_group)
+        self._worker: Optional[FrameWorker] = None
 
         self.create_service(SetVocabulary, "~/set_vocabulary", self._on_set_vocabulary,
                             callback_group=self._set_vocabulary_group)
@@ -153,18 +129,19 @@ class SegmenterNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._publish_label_info(self._vocabulary)
-        self._worker = threading.Thread(target=self._work, name="zs3_segmenter_worker", daemon=True)
+        self._worker = FrameWorker(self._process, self._stats, lambda: self._config.max_rate_hz,
+                                   self._warn_throttled, self._image_sub.topic_name)
         self._worker.start()
         self.get_logger().info(
             f"ready: backend {self._backend_name}, subscribing "
             f"'{self._image_sub.topic_name}' ({cfg.input_transport}, {cfg.qos_reliability}, depth {cfg.qos_depth}), "
-            f"{len(self._vocabulary.names)} classes (vocabulary v{self._vocabulary.version})")
+            f"{len(self._vocabulary.names)} classes (vocabulary v{self._vocabulary.vocabulary_version})")
         if self._weights_note:
             self.get_logger().warning(self._weights_note)
 
     # -- set-up -------------------------------------------------------------------------
 
-    def _load_segmenter(self, cfg: NodeConfig) -> Any:
+    def _load_segmenter(self, cfg: NodeConfig) -> Segmenter:
         model_config = load_model_config(resolve_path(cfg.model_config, "model_config"))
         overrides = {"unlabeled_threshold": cfg.unlabeled_threshold}
         if cfg.input_size:
@@ -178,7 +155,7 @@ class SegmenterNode(Node):
         return segmenter
 
     @property
-    def vocabulary(self) -> Any:
+    def vocabulary(self) -> EncodedVocabulary:
         """The EncodedVocabulary in force (an immutable snapshot)."""
         return self._vocabulary
 
@@ -191,53 +168,18 @@ class SegmenterNode(Node):
         """A plain statement when the model runs on random weights; empty otherwise."""
         return self._weights_note
 
-    def frame_counters(self) -> dict:
+    def frame_counters(self) -> dict[str, int]:
         """Frames received, published, dropped (superseded before segmentation), malformed, failed."""
-        s = self._stats
-        return {"received": s.received_total, "published": s.published_total, "dropped": s.dropped,
-                "malformed": s.malformed, "failed": s.failed}
+        return self._stats.counters()
 
     # -- image path ---------------------------------------------------------------------
 
-    def _on_image(self, msg: Any) -> None:
-        """Keep only the newest frame; the worker takes it. Never blocks on inference."""
-        now = time.monotonic()
-        with self._frame_ready:
-            if self._latest is not None:
-                self._stats.dropped += 1
-            self._latest = (msg, now)
-            self._stats.received.append(now)
-            self._stats.received_total += 1
-            self._frame_ready.notify()
+    def _on_image(self, msg: ImageMessage) -> None:
+        """Keep only the newest frame; the worker segments it. Never blocks on inference."""
+        if self._worker is not None:   # frames that arrive before the node is ready are not counted
+            self._worker.offer(msg)
 
-    def _work(self) -> None:
-        next_allowed = 0.0
-        while not self._stop.is_set():
-            with self._frame_ready:
-                while self._latest is None and not self._stop.is_set():
-                    self._frame_ready.wait(timeout=0.5)
-                if self._stop.is_set():
-                    return
-                msg, received = self._latest
-                self._latest = None
-            max_rate = self._config.max_rate_hz
-            if max_rate > 0:
-                wait = next_allowed - time.monotonic()
-                if wait > 0 and self._stop.wait(wait):
-                    return
-                next_allowed = time.monotonic() + 1.0 / max_rate
-            try:
-                self._process(msg, received)
-            except ImageConversionError as err:
-                self._stats.malformed += 1
-                self._stats.last_error = f"malformed image: {err}"
-                self._warn_throttled("malformed", f"dropping malformed image on '{self._image_sub.topic_name}': {err}")
-            except Exception as err:  # keep the node alive; the next frame may succeed
-                self._stats.failed += 1
-                self._stats.last_error = f"{type(err).__name__}: {err}"
-                self._warn_throttled("failed", f"segmentation failed: {type(err).__name__}: {err}")
-
-    def _process(self, msg: Any, received: float) -> None:
+    def _process(self, msg: ImageMessage, received: float) -> None:
         rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
         vocabulary = self._vocabulary          # one snapshot for the whole frame
         cfg = self._config
@@ -259,13 +201,15 @@ class SegmenterNode(Node):
         self._stats.latency_ms.append(latency_ms)
         self._stats.inference_ms.append(inference_ms)
 
-    def _info(self, header: Any, result: Any, vocabulary: Any, latency_ms: float, inference_ms: float) -> SegmentationInfo:
+    def _info(self, header: Header, result: SegmentationResult, vocabulary: EncodedVocabulary,
+              latency_ms: float, inference_ms: float) -> SegmentationInfo:
         fields = segmentation_info_fields(result, vocabulary, latency_ms, inference_ms, self._backend_name)
         return SegmentationInfo(header=header, **fields)
 
     # -- vocabulary ---------------------------------------------------------------------
 
-    async def _on_set_vocabulary(self, request: Any, response: Any) -> Any:
+    async def _on_set_vocabulary(self, request: SetVocabulary.Request,
+                                 response: SetVocabulary.Response) -> SetVocabulary.Response:
         """Encode on the vocabulary thread; the executor keeps serving the image path meanwhile."""
         names = list(request.class_names)
         template = request.prompt_template or self._vocabulary.template
@@ -273,7 +217,7 @@ class SegmenterNode(Node):
         vocabulary, success, message = await self._on_vocabulary_thread(self._change_vocabulary, names, template)
         return self._fill_vocabulary_reply(response, vocabulary, success, message, t0)
 
-    def _on_vocabulary_thread(self, work: Any, *args: Any) -> Future:
+    def _on_vocabulary_thread(self, work: Callable[..., Any], *args: Any) -> Future:
         """Run `work(*args)` on the vocabulary thread; an rclpy Future the callback can await."""
         done = Future()
 
@@ -291,7 +235,7 @@ class SegmenterNode(Node):
         self._vocabulary_thread.submit(run)
         return done
 
-    def _change_vocabulary(self, names: list, template: str) -> tuple:
+    def _change_vocabulary(self, names: list[str], template: str) -> tuple[EncodedVocabulary, bool, str]:
         """Validate and encode, then swap the snapshot between frames → (vocabulary, success, message).
 
         Runs on the vocabulary thread, the only writer of ``self._vocabulary``; readers take the reference.
@@ -306,29 +250,25 @@ class SegmenterNode(Node):
             return old, False, f"encoding failed: {type(err).__name__}: {err}"
         self._vocabulary = new   # atomic reference swap: the next frame uses it
         self._publish_label_info(new)
-        self.get_logger().info(f"vocabulary v{old.version} -> v{new.version}: {len(new.names)} classes")
-        return new, True, (f"vocabulary v{new.version} in force: {len(new.names)} classes "
-                           f"(was v{old.version}, {len(old.names)} classes)")
+        self.get_logger().info(f"vocabulary v{old.vocabulary_version} -> v{new.vocabulary_version}: {len(new.names)} classes")
+        return new, True, (f"vocabulary v{new.vocabulary_version} in force: {len(new.names)} classes "
+                           f"(was v{old.vocabulary_version}, {len(old.names)} classes)")
 
     @staticmethod
-    def _fill_vocabulary_reply(response: Any, vocabulary: Any, success: bool, message: str, t0: float) -> Any:
+    def _fill_vocabulary_reply(response: SetVocabulary.Response, vocabulary: EncodedVocabulary, success: bool,
+                               message: str, t0: float) -> SetVocabulary.Response:
         response.success = success
         response.message = message
-        response.vocabulary_version = int(vocabulary.version)
-        response.class_ids = list(range(len(vocabulary.names)))
-        response.class_names = list(vocabulary.names)
         response.encode_time_ms = float((time.perf_counter() - t0) * 1000.0)
-        return response
+        return _describe_vocabulary(response, vocabulary)
 
-    def _on_get_vocabulary(self, request: Any, response: Any) -> Any:
+    def _on_get_vocabulary(self, request: GetVocabulary.Request,
+                           response: GetVocabulary.Response) -> GetVocabulary.Response:
         vocabulary = self._vocabulary
-        response.vocabulary_version = int(vocabulary.version)
-        response.class_ids = list(range(len(vocabulary.names)))
-        response.class_names = list(vocabulary.names)
         response.prompt_template = vocabulary.template or ""
-        return response
+        return _describe_vocabulary(response, vocabulary)
 
-    def _publish_label_info(self, vocabulary: Any) -> None:
+    def _publish_label_info(self, vocabulary: EncodedVocabulary) -> None:
         fields = label_info_fields(vocabulary, self._config.unlabeled_threshold)
         colors = [ColorRGBA(r=float(c[0]), g=float(c[1]), b=float(c[2]), a=float(c[3])) for c in fields.pop("rgba")]
         msg = LabelInfo(colors=colors, **fields)
@@ -337,7 +277,7 @@ class SegmenterNode(Node):
 
     # -- parameters and diagnostics -----------------------------------------------------
 
-    def _on_set_parameters(self, parameters: list) -> SetParametersResult:
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         try:
             new_config = updated_config(self._config, parameters)
         except ConfigError as err:
@@ -350,34 +290,9 @@ class SegmenterNode(Node):
         return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:
-        now = time.monotonic()
-        stats, vocabulary = self._stats, self._vocabulary
-        input_rate, output_rate = stats.rate(stats.received, now), stats.rate(stats.published, now)
-        latency = statistics.median(stats.latency_ms) if stats.latency_ms else 0.0
-        inference = statistics.median(stats.inference_ms) if stats.inference_ms else 0.0
-        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation",
-                                  hardware_id=self._backend_name)
-        if not stats.received or now - stats.received[-1] > 2 * _STATS_WINDOW_S:
-            status.level, status.message = DiagnosticStatus.WARN, f"no images on '{self._image_sub.topic_name}'"
-        elif stats.last_error and output_rate == 0.0:
-            status.level, status.message = DiagnosticStatus.ERROR, stats.last_error
-        else:
-            status.level, status.message = DiagnosticStatus.OK, f"{output_rate:.1f} Hz, median latency {latency:.0f} ms"
-        values = {
-            "input_rate_hz": f"{input_rate:.2f}",
-            "output_rate_hz": f"{output_rate:.2f}",
-            "latency_ms_median": f"{latency:.1f}",
-            "inference_ms_median": f"{inference:.1f}",
-            "dropped_frames": str(stats.dropped),
-            "malformed_frames": str(stats.malformed),
-            "failed_frames": str(stats.failed),
-            "last_error": stats.last_error,
-            "backend": self._backend_name,
-            "vocabulary_version": str(vocabulary.version),
-            "vocabulary": ", ".join(vocabulary.names[:50]) + (" ..." if len(vocabulary.names) > 50 else ""),
-            "weights": self._weights_note or "trained",
-        }
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        status = segmentation_status(f"{self.get_fully_qualified_name()}: segmentation", self._stats,
+                                     self._vocabulary, self._backend_name, self._image_sub.topic_name,
+                                     self._weights_note)
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]
@@ -394,18 +309,22 @@ class SegmenterNode(Node):
     def destroy_node(self) -> None:
         worker = getattr(self, "_worker", None)   # absent when the constructor failed
         if worker is not None:
-            self._stop.set()
-            with self._frame_ready:
-                self._frame_ready.notify_all()
-            if worker.is_alive() and threading.current_thread() is not worker:
-                worker.join(timeout=10.0)
+            worker.stop(timeout=10.0)
         vocabulary_thread = getattr(self, "_vocabulary_thread", None)
         if vocabulary_thread is not None:
             vocabulary_thread.shutdown(wait=True, cancel_futures=True)
         super().destroy_node()
 
 
-def _weights_note(segmenter: Any, cfg: NodeConfig) -> str:
+def _describe_vocabulary(response: VocabularyReply, vocabulary: EncodedVocabulary) -> VocabularyReply:
+    """The fields both vocabulary services share: version, class ids and names."""
+    response.vocabulary_version = int(vocabulary.vocabulary_version)
+    response.class_ids = list(range(len(vocabulary.names)))
+    response.class_names = list(vocabulary.names)
+    return response
+
+
+def _weights_note(segmenter: Segmenter, cfg: NodeConfig) -> str:
     """A plain statement when the model runs on random weights (no CLIP weights, no checkpoint)."""
     model_config = getattr(segmenter, "config", None)
     if cfg.checkpoint or getattr(model_config, "clip_weights", None):

@@ -8,25 +8,21 @@ produce a new ``NodeConfig`` that the node swaps in as one reference.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
+from zs3_core import config as core_config
+from zs3_core.backends.base import BACKEND_NAMES, PRECISIONS
+from zs3_core.config import ConfigError, dataclass_from_dict
+
 __all__ = ["ConfigError", "NodeConfig", "PARAMETERS", "declare_parameters", "read_config",
            "updated_config", "resolve_path", "DYNAMIC_PARAMETERS"]
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "bf16", "fp16")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class ConfigError(ValueError):
-    """A parameter value is invalid; the message names the parameter and the allowed values."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,7 @@ class NodeConfig:
 
     def validate(self) -> "NodeConfig":
         """Return self, or raise ConfigError naming the first bad parameter."""
-        _one_of("backend", self.backend, BACKENDS)
+        _one_of("backend", self.backend, BACKEND_NAMES)
         _one_of("precision", self.precision, PRECISIONS)
         _one_of("input_transport", self.input_transport, TRANSPORTS)
         _one_of("qos_reliability", self.qos_reliability, RELIABILITIES)
@@ -97,7 +93,7 @@ _SPEC: dict[str, tuple[int, str, dict, bool]] = {
     "model_config": (ParameterType.PARAMETER_STRING,
                      "Model YAML; relative paths resolve against the working directory, then the package share", {}, True),
     "checkpoint": (ParameterType.PARAMETER_STRING, "Weights file; empty = the model config's own (or random weights)", {}, True),
-    "backend": (ParameterType.PARAMETER_STRING, "Image-path backend", {"additional_constraints": "one of " + ", ".join(BACKENDS)}, True),
+    "backend": (ParameterType.PARAMETER_STRING, "Image-path backend", {"additional_constraints": "one of " + ", ".join(BACKEND_NAMES)}, True),
     "device": (ParameterType.PARAMETER_STRING, "cpu, cuda or cuda:N", {}, True),
     "precision": (ParameterType.PARAMETER_STRING, "Inference precision", {"additional_constraints": "one of " + ", ".join(PRECISIONS)}, True),
     "input_size": (ParameterType.PARAMETER_INTEGER, "Square network input size in pixels; 0 = the model config's", _int_range(0, 4096), True),
@@ -153,29 +149,23 @@ def updated_config(config: NodeConfig, parameters: list) -> NodeConfig:
 
 
 def _build(values: dict) -> NodeConfig:
-    values = dict(values)
-    values["classes"] = tuple(str(c) for c in (values.get("classes") or ()))
-    for name in ("unlabeled_threshold", "overlay_alpha", "max_rate_hz", "diagnostics_period_s"):
-        values[name] = float(values[name])
-    for name in ("input_size", "qos_depth"):
-        values[name] = int(values[name])
-    values["publish_overlay"] = bool(values["publish_overlay"])
-    return NodeConfig(**values).validate()
+    """The same typed reader as every config file (`dataclass_from_dict`), then the node's checks."""
+    return dataclass_from_dict(NodeConfig, values).validate()
+
+
+def _share_dirs() -> list[Path]:
+    """The package share dir when installed through colcon; none otherwise."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return [Path(get_package_share_directory("zs3_ros"))]
+    except Exception:  # not installed through colcon / no ament index: the source tree still works
+        return []
 
 
 def resolve_path(path: str, what: str = "file") -> str:
-    """Absolute path of ``path``: as given, else under the package share dir, else the source tree."""
-    if not path:
-        return path
-    candidates = [Path(os.path.expanduser(path))]
-    if not candidates[0].is_absolute():
-        try:
-            from ament_index_python.packages import get_package_share_directory
-            candidates.append(Path(get_package_share_directory("zs3_ros")) / path)
-        except Exception:  # not installed through colcon / no ament index: the source tree still works
-            pass
-        candidates.append(_REPO_ROOT / path)
-    for candidate in candidates:
-        if candidate.exists():
-            return str(candidate.resolve())
-    raise ConfigError(f"{what} {path!r} not found (looked in: {', '.join(str(c) for c in candidates)})")
+    """Absolute path of ``path``: as given (relative to the working directory), else under the
+    package share dir, else the source tree; ConfigError naming ``what`` where none exists.
+
+    The core's resolver (`zs3_core.config.resolve_path`) with the ROS share lookup layered on.
+    """
+    return core_config.resolve_path(path, Path.cwd(), roots=_share_dirs(), what=what)

@@ -19,7 +19,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from zs3_ros.conversions import image_to_numpy, numpy_to_image, rgb_to_compressed
+from zs3_core.bags.conversions import image_to_numpy
+from zs3_ros.conversions import numpy_to_image, rgb_to_compressed
 from zs3_ros.msg import LabelInfo, SegmentationInfo
 from zs3_ros.qos import latched_qos
 from zs3_ros.srv import GetVocabulary, SetVocabulary

@@ -4,7 +4,7 @@ Every backend answers the same call, so the Segmenter and the node do not care w
 runs: eager PyTorch (fp32, bf16 CPU autocast, fp16 CUDA), ONNX Runtime (CPU/CUDA), and
 Torch-TensorRT (fp16 engine cached on disk); `auto` picks the fastest (backends/auto.py).
 """
-from zs3_core.backends.base import BackendError, ImageBackend
-from zs3_core.backends.factory import BACKEND_NAMES, available_backends, create_backend
+from zs3_core.backends.base import BACKEND_NAMES, PRECISIONS, BackendError, ImageBackend
+from zs3_core.backends.factory import available_backends, create_backend
 
-__all__ = ["BACKEND_NAMES", "BackendError", "ImageBackend", "available_backends", "create_backend"]
+__all__ = ["BACKEND_NAMES", "PRECISIONS", "BackendError", "ImageBackend", "available_backends", "create_backend"]

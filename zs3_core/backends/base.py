@@ -5,6 +5,11 @@ from typing import Optional
 
 import torch
 
+# The names a user may choose, in one place: the CLI's choices, the node's parameter
+# descriptors and checks, and the factory all read these.
+BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 
 class BackendError(RuntimeError):
     """A backend cannot run here (missing package, device or precision), with the reason."""

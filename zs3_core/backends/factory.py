@@ -4,12 +4,10 @@ from __future__ import annotations
 import logging
 
 from zs3_core.backends.auto import choose_backend
-from zs3_core.backends.base import BackendError, ImageBackend
+from zs3_core.backends.base import BACKEND_NAMES, BackendError, ImageBackend
 from zs3_core.backends.torch_backend import TorchBackend
 
 log = logging.getLogger(__name__)
-
-BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def available_backends(device: str = "cpu") -> list[str]:

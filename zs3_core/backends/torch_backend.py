@@ -6,9 +6,8 @@ import contextlib
 
 import torch
 
-from zs3_core.backends.base import BackendError, ImageBackend
+from zs3_core.backends.base import PRECISIONS, BackendError, ImageBackend
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

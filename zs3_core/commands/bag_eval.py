@@ -49,10 +49,10 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from zs3_core import Segmenter
     from zs3_core.vocabulary import VocabularyError, parse_class_list
-    from zs3_ros.bag_eval import BagEvalOptions, evaluate_bag
-    from zs3_ros.bag_io import BagError, read_class_metadata
-    from zs3_ros.ground_truth import GroundTruthError, load_class_map, load_gt_class_names
-    from zs3_ros.vocabulary_schedule import (
+    from zs3_core.bags.bag_eval import BagEvalOptions, evaluate_bag
+    from zs3_core.bags.bag_io import BagError, read_class_metadata
+    from zs3_core.bags.ground_truth import GroundTruthError, load_class_map, load_gt_class_names
+    from zs3_core.bags.vocabulary_schedule import (
         ScheduleError, VocabularySchedule, load_schedule_file, load_vocabulary_file,
     )
 

@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zs3_ros.sample_bag import write_sample_bag
+    from zs3_core.bags.sample_bag import write_sample_bag
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 
+from zs3_core.backends.base import BACKEND_NAMES, PRECISIONS
 from zs3_core.config import DEFAULT_MODEL_CONFIG
 
 log = logging.getLogger(__name__)
@@ -17,9 +18,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every command that builds a Segmenter shares."""
     parser.add_argument("--config", default=str(DEFAULT_MODEL_CONFIG), help="model config YAML")
     parser.add_argument("--checkpoint", default=None, help="trained checkpoint (.safetensors)")
-    parser.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | tensorrt")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_NAMES, help="image-path executor")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
 
 
 def add_parser(subparsers) -> None:

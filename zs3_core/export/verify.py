@@ -103,4 +103,4 @@ def object_vocabulary(segmenter, scene):
     ids = sorted(set(labels.ravel().tolist()))
     prototypes = torch.stack([features[:, torch.from_numpy(labels == i)].mean(1) for i in ids])
     named = segmenter.encode_vocabulary(class_names(len(ids)))
-    return EncodedVocabulary(named.vocabulary, F.normalize(prototypes, dim=-1), named.version)
+    return EncodedVocabulary(named.vocabulary, F.normalize(prototypes, dim=-1), named.vocabulary_version)

@@ -22,7 +22,7 @@ last image blocks (a deviation, for small CLIPs without dense alignment).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ from zs3_core.models.base import ZeroShotSegmentationModel
 from zs3_core.models.deop.anchor_decoder import AnchorHeatmapDecoder
 from zs3_core.models.deop.proposals import MaskProposalNetwork
 from zs3_core.models.deop.set_criterion import SetCriterionWeights, set_prediction_loss
-from zs3_core.models.ldvc.prompts import TextDeepPrompts, encode_prompted_classes
+from zs3_core.models.prompts import TextDeepPrompts, encode_prompted_classes
 from zs3_core.models.vision_finetuning import unfreeze_last_vision_blocks, vision_lr_scale
 
 
@@ -141,21 +141,19 @@ class DeOP(ZeroShotSegmentationModel):
         classifiers = torch.cat([class_embeddings.to(pooled.dtype), self.void_embedding.to(pooled.dtype)])
         return self.options.logit_scale * pooled @ F.normalize(classifiers, dim=-1).t()
 
-    def forward(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> Union[torch.Tensor, dict]:
-        """Eval: (B, C, S/4, S/4) class probabilities Σ_n w_n·softmax(cls_n)[c], w = normalised
-        sigmoid(M) (the "logits" of the base interface are already probabilities here).
-
-        Training: a dict for `compute_loss` with "semantic" (B, C + 1, S/4, S/4) including the
-        void channel, "masks" (B, N, S/4, S/4) logits and "class_logits" (B, N, C + 1).
-        """
+    def forward(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, C, S/4, S/4) class probabilities Σ_n w_n·softmax(cls_n)[c], w = normalised
+        sigmoid(M) (the "logits" of the base interface are already probabilities here)."""
         mask_logits = self.proposals(image)
         class_logits = self.classify_proposals(image, mask_logits, class_embeddings)
-        probs = class_logits.softmax(dim=-1)
-        if not self.training:
-            probs = probs[..., :-1]
-        semantic = mask_class_scores(probs, mask_logits)
-        if not self.training:
-            return semantic
+        return mask_class_scores(class_logits.softmax(dim=-1)[..., :-1], mask_logits)
+
+    def training_outputs(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> dict:
+        """A dict for `compute_loss` with "semantic" (B, C + 1, S/4, S/4) including the void
+        channel, "masks" (B, N, S/4, S/4) logits and "class_logits" (B, N, C + 1)."""
+        mask_logits = self.proposals(image)
+        class_logits = self.classify_proposals(image, mask_logits, class_embeddings)
+        semantic = mask_class_scores(class_logits.softmax(dim=-1), mask_logits)
         return {"semantic": semantic, "masks": mask_logits, "class_logits": class_logits}
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -164,7 +162,7 @@ class DeOP(ZeroShotSegmentationModel):
         return logits.clamp(0.0, 1.0)
 
     def compute_loss(self, outputs: dict, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The reference loss on what forward returned in training mode, a weighted sum of:
+        """The reference loss on what `training_outputs` returned, a weighted sum of:
 
         - the semantic map (focal ×`focal_weight` + dice ×`dice_weight`), which trains the
           classification stream. Ignored pixels are void targets as in the reference code, or,
@@ -179,8 +177,8 @@ class DeOP(ZeroShotSegmentationModel):
         - optionally (`class_weight` > 0) MaskFormer's per-proposal class cross-entropy.
         """
         if not isinstance(outputs, dict):
-            raise TypeError("DeOP.compute_loss needs the dict that forward returns in training mode "
-                            "(call model.train() before the forward pass)")
+            raise TypeError("DeOP.compute_loss needs the dict of training mode outputs that "
+                            "training_outputs returns, not forward's probabilities")
         opts = self.options
         terms: dict[str, torch.Tensor] = {}
         loss = outputs["semantic"].new_zeros(())

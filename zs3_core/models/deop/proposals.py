@@ -5,7 +5,7 @@ backbone → pixel decoder (FPN) → per-pixel embeddings F_P at stride 4; a DET
 decoder turns N = 100 learned queries into mask embeddings over the stride-32 features;
 masks M = mask_embed · F_P (MaskFormer, Cheng et al. 2021, Sec. 3.3).
 
-Backbone (deviation, allowed by models.md): the paper uses ResNet-101c (ImageNet
+Backbone (deviation, docs/sources.md): the paper uses ResNet-101c (ImageNet
 pre-trained). Here a light ResNet-c of BasicBlocks — the "c" deep stem of three 3×3 convs,
 then one BasicBlock per stage at strides 4/8/16/32 with 64/128/256/512 channels — trained
 from scratch, so the whole stream runs on a CPU and needs no extra pretrained weights.

@@ -20,7 +20,7 @@ from zs3_core.config import ModelConfig, dataclass_from_dict
 from zs3_core.losses import dice_loss, one_hot_targets, resize_to_target, sigmoid_focal_loss
 from zs3_core.models.base import ZeroShotSegmentationModel
 from zs3_core.models.ldvc.decoder import LocalConsensusDecoder
-from zs3_core.models.ldvc.prompts import (HAND_CRAFTED_PROMPT, TextDeepPrompts, VisualDeepPrompts,
+from zs3_core.models.prompts import (HAND_CRAFTED_PROMPT, TextDeepPrompts, VisualDeepPrompts,
                                           clip_tokenizer, encode_prompted_classes)
 from zs3_core.models.ldvc.text_adapter import TextAdapter
 from zs3_core.models.vision_finetuning import unfreeze_last_vision_blocks, vision_lr_scale

@@ -7,7 +7,7 @@ token attends to the tokens of its routed windows only (eq. 12). This is BiForme
 bi-level routing attention (Zhu et al. 2023) without its LEPE depth-wise conv, which the
 LDVC paper does not mention.
 
-Export notes (models.md): the gather is one flat-index `index_select` (plain ONNX Gather),
+Export notes (measured, docs/sources.md): the gather is one flat-index `index_select` (plain ONNX Gather),
 not BiFormer's expand+gather, which materialises (B, n², k, w², D) indices (~67M elements
 per 512×512 image); k is a Python constant, so TopK gets a constant k (TensorRT needs it);
 attention runs on 4-D (B·n², heads, tokens, dh) tensors.

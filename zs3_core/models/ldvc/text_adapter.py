@@ -2,7 +2,7 @@
 
 t′ = Linear([t ⊙ g ; t]) with t the class embeddings and g the global ([CLS]) image feature,
 both L2-normalised, the "relationship descriptor" form of ZegCLIP that LDVC follows
-(models.md). The result has the class embeddings' size and is per image.
+(docs/sources.md). The result has the class embeddings' size and is per image.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`zs3 bag-eval`: replay a recorded bag through the node's Segmenter and score it.
 
-The image path is the node's: the same conversions (`zs3_ros.conversions`), the same
+The image path is the node's: the same conversions (`zs3_core.bags.conversions`), the same
 `Segmenter.segment` with an immutable vocabulary snapshot, the same output messages. What
 bag evaluation adds is ground truth (by header stamp), a vocabulary schedule, metrics
 (`zs3_core.metrics`) and a report. A corrupt bag stops the replay with a `BagReadError`
@@ -21,15 +21,15 @@ from zs3_core.eval_report import (
     write_metrics_json, write_report_md,
 )
 from zs3_core.metrics import ConfusionMatrix
-from zs3_ros.annotated_bag import AnnotatedBagWriter
-from zs3_ros.bag_io import (
+from zs3_core.bags.annotated_bag import AnnotatedBagWriter
+from zs3_core.bags.bag_io import (
     COMPRESSED_TYPES, IMAGE_TYPES, BagReadError, connections_for, decode_label_image, decode_rgb,
     is_rosbag1, iter_messages, open_bag, stamp_ns,
 )
-from zs3_ros.ground_truth import (
+from zs3_core.bags.ground_truth import (
     IGNORE, EvaluationClasses, StampMatcher, load_label_png, read_labels_dir,
 )
-from zs3_ros.vocabulary_schedule import VocabularySchedule
+from zs3_core.bags.vocabulary_schedule import VocabularySchedule
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
                 result = segmenter.segment(rgb, vocabulary=vocabularies[vi])
                 latency = (time.perf_counter() - t0) * 1e3
                 stamp = stamp_ns(message.msg)
-                record = FrameRecord(len(records), stamp, bag_time, vocabularies[vi].version, latency,
+                record = FrameRecord(len(records), stamp, bag_time, vocabularies[vi].vocabulary_version, latency,
                                      float(result.timings.get("total", 0.0)))
                 records.append(record)
                 if annotated is not None:
@@ -221,7 +221,7 @@ def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
         "throughput_fps": len(records) / wall if wall > 0 else 0.0,
         "classes": eval_names,
         "unseen_classes": unseen,
-        "vocabulary_schedule": [{"at": e.at_s, "classes": list(e.classes), "version": v.version}
+        "vocabulary_schedule": [{"at": e.at_s, "classes": list(e.classes), "version": v.vocabulary_version}
                                 for e, v in zip(opts.schedule.entries, vocabularies)],
         "latency_ms": {"frame": latency_stats([r.latency_ms for r in records]),
                        "inference": latency_stats([r.inference_ms for r in records])},

@@ -1,33 +1,31 @@
 """The `zs3` command: one entry point, one subcommand per job.
 
 Each subcommand lives in its own module exposing `add_parser(subparsers)`, which registers
-the parser and sets `func(args) -> int` as its handler; this file only lists them.
+the parser and sets `func(args) -> int` as its handler; this file only lists them. It sits
+above both packages it dispatches to: the inference and bag commands in `zs3_core.commands`,
+the training ones in `training.commands` (imports only point down, see docs/architecture.md).
+Command modules import their heavy dependencies inside the handler, so `zs3 bag-eval` needs
+only the `[bag]` extra.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
-SUBCOMMAND_MODULES = [
-    "zs3_core.commands.segment",
-    "zs3_core.commands.bag_eval",
-    "zs3_core.commands.make_bag",
-    "zs3_core.commands.pretrain",
-    "zs3_core.commands.train",
-    "zs3_core.commands.eval",
-    "zs3_core.commands.data",
-    "zs3_core.commands.export",
-]
+from training.commands import eval as eval_command
+from training.commands import pretrain, train
+from zs3_core.commands import bag_eval, data, export, make_bag, segment
+
+SUBCOMMAND_MODULES = [segment, bag_eval, make_bag, pretrain, train, eval_command, data, export]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zs3", description="Zero-shot semantic segmentation")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).add_parser(subparsers)
+    for module in SUBCOMMAND_MODULES:
+        module.add_parser(subparsers)
     return parser
 
 

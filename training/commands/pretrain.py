@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from zs3_core.commands.train import add_run_arguments
+from training.commands.train import add_run_arguments
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ knows what happened. Writing registers this package's messages from msg/*.msg so
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from zs3_ros.conversions import (
+from zs3_core.bags.conversions import (
     ImageConversionError, compressed_to_rgb, image_to_numpy, image_to_rgb, numpy_to_image,
     rgb_to_compressed,
 )
@@ -264,15 +265,20 @@ def read_class_metadata(path: str | Path) -> dict | None:
 # -- writing ---------------------------------------------------------------------------
 
 def package_msg_dir() -> Path:
-    """msg/ of the zs3_ros package: the install share dir when built, else the source tree."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        share = Path(get_package_share_directory("zs3_ros")) / "msg"
-        if share.is_dir():
-            return share
-    except Exception:  # not built / no ament index: fall back to the checkout
-        pass
-    return Path(__file__).resolve().parents[1] / "msg"
+    """msg/ of the zs3_ros package, without asking ROS where it is.
+
+    A checkout and a pip-installed wheel carry the definitions beside this module (`msg`, a
+    link to the repository's msg/ that the wheel stores as files); a colcon install without
+    --symlink-install has them in <prefix>/share/zs3_ros/msg under AMENT_PREFIX_PATH.
+    """
+    candidates = [Path(__file__).resolve().parent / "msg"]
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        candidates.append(Path(prefix) / "share" / "zs3_ros" / "msg")
+    for candidate in candidates:
+        if any(candidate.glob("*.msg")):
+            return candidate
+    raise BagError("the zs3_ros message definitions (LabelInfo.msg, SegmentationInfo.msg) were not found; "
+                   f"looked in: {', '.join(str(c) for c in candidates)}")
 
 
 def output_typestore(ros1: bool = False):

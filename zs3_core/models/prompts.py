@@ -1,8 +1,10 @@
 """Deep prompts for both CLIP towers (LDVC Sec. 3.3, eq. 1–2): vision-language prompt tuning.
 
-Only these tokens (and the decoder) train; every CLIP weight stays frozen.
+Shared by LDVC (visual and language prompts) and DeOP (its learned text prompt, encoded by
+`encode_prompted_classes`). Only these tokens (and the models' heads) train; every CLIP
+weight stays frozen unless a model fine-tunes blocks (`vision_finetuning`).
 
-Visual (as ZegCLIP, models.md): N tokens per layer for all layers, inserted after `ln_pre`
+Visual (as ZegCLIP's reference code, docs/sources.md): N tokens per layer for all layers, inserted after `ln_pre`
 as [CLS, prompts, patches] and replaced before every block (the vision tower does the
 insertion). VPT's uniform initialisation ±√(6 / (3·p² + width)) and ZegCLIP's shared
 Linear(width, width) + Dropout(0.1) applied to every layer's tokens.

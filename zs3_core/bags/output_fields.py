@@ -18,7 +18,7 @@ def segmentation_info_fields(result: Any, vocabulary: Any, latency_ms: float, in
     """zs3_ros/SegmentationInfo fields (all but header) for one SegmentationResult."""
     fraction = np.asarray(result.class_fraction, np.float32)
     return dict(
-        vocabulary_version=int(vocabulary.version),
+        vocabulary_version=int(vocabulary.vocabulary_version),
         class_ids=np.arange(len(vocabulary.names), dtype=np.uint16),
         class_names=list(vocabulary.names),
         class_confidence=np.asarray(result.class_confidence, np.float32),
@@ -35,7 +35,7 @@ def label_info_fields(vocabulary: Any, threshold: float) -> dict:
     n = len(vocabulary.names)
     rgba = np.ones((n, 4), np.float32)
     rgba[:, :3] = visualize.class_colors(n).astype(np.float32) / 255.0
-    return dict(vocabulary_version=int(vocabulary.version),
+    return dict(vocabulary_version=int(vocabulary.vocabulary_version),
                 class_ids=np.arange(n, dtype=np.uint16), class_names=list(vocabulary.names),
                 threshold=float(threshold), unlabeled_value=int(vocabulary.unlabeled_value),
                 prompt_template=vocabulary.template or "", rgba=rgba)

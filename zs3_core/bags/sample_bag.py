@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from zs3_core.synthetic import SyntheticWorld, WorldConfig
-from zs3_ros.bag_io import CUSTOM_DATA_KEY, BagWriter, compressed_message, image_message
+from zs3_core.bags.bag_io import CUSTOM_DATA_KEY, BagWriter, compressed_message, image_message
 
 START_NS = 1_700_000_000 * 1_000_000_000   # a fixed epoch: identical bags on every run
 IMAGE_TOPIC = "/camera/image_raw"

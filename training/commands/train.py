@@ -1,6 +1,6 @@
 """`zs3 train CONFIG [--max-iters N] [--dry-run] [--resume] [--data-root R] [--out DIR] [--set K=V]`.
 
-Multi-GPU: `torchrun --nproc_per_node=N -m zs3_core.cli train CONFIG` — the loop reads the
+Multi-GPU: `torchrun --nproc_per_node=N -m zs3.cli train CONFIG` — the loop reads the
 torchrun environment itself. The training loop lives in the `training` package (installed
 with `pip install -e .[train]`); this is only its command line.
 """

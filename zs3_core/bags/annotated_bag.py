@@ -5,7 +5,7 @@ Same topics, types, encodings and header stamps as the live `zs3_segmenter` node
 can replay an evaluation in RViz or Foxglove next to the source bag. The custom message
 definitions travel inside the bag (registered from msg/*.msg).
 
-Message contents come from `zs3_ros.output_fields`, the functions the live node uses too.
+Message contents come from `zs3_core.bags.output_fields`, the functions the live node uses too.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from zs3_core import visualize
-from zs3_ros.bag_io import BagWriter, image_message
-from zs3_ros.output_fields import label_info_fields, segmentation_info_fields
+from zs3_core.bags.bag_io import BagWriter, image_message
+from zs3_core.bags.output_fields import label_info_fields, segmentation_info_fields
 
 OUTPUT_TOPICS = ("labels", "confidence", "info", "overlay", "label_info")
 
