@@ -10,6 +10,8 @@ import importlib
 import logging
 import sys
 
+from zs3_core.cli_errors import add_debug_argument, parse_with_debug_anywhere, run_reporting_errors
+
 SUBCOMMAND_MODULES = [
     "zs3_core.commands.segment",
     "zs3_core.commands.bag_eval",
@@ -25,6 +27,7 @@ SUBCOMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zs3", description="Zero-shot semantic segmentation")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_debug_argument(parser)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).add_parser(subparsers)
@@ -32,10 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_with_debug_anywhere(build_parser(), argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    return run_reporting_errors(args.func, args, prog=f"zs3 {args.command}")
 
 
 if __name__ == "__main__":
