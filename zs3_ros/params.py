@@ -19,7 +19,7 @@ __all__ = ["ConfigError", "NodeConfig", "PARAMETERS", "declare_parameters", "rea
            "updated_config", "resolve_path", "DYNAMIC_PARAMETERS"]
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ class NodeConfig:
     checkpoint: str = ""
     backend: str = "auto"
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"                   # auto: backend auto picks it; see backend_precision
     input_size: int = 0                       # 0 = the model config's own input size
     classes: tuple[str, ...] = ("red circle", "green square", "blue triangle")
     prompt_template: str = ""          # empty: the model config's template (what it was trained with)
@@ -52,6 +52,11 @@ class NodeConfig:
         """Return self, or raise ConfigError naming the first bad parameter."""
         _one_of("backend", self.backend, BACKENDS)
         _one_of("precision", self.precision, PRECISIONS)
+        if self.backend == "auto" and self.precision != "auto":
+            raise ConfigError(
+                f"precision {self.precision!r} with backend 'auto': auto picks the precision together with "
+                "the backend (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32); set precision to "
+                f"'auto', or name a backend (torch, onnxruntime, tensorrt) to run {self.precision}")
         _one_of("input_transport", self.input_transport, TRANSPORTS)
         _one_of("qos_reliability", self.qos_reliability, RELIABILITIES)
         if not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -72,6 +77,14 @@ class NodeConfig:
         _in_range("max_rate_hz", self.max_rate_hz, 0.0, 1000.0)
         _in_range("diagnostics_period_s", self.diagnostics_period_s, 0.1, 60.0)
         return self
+
+    @property
+    def backend_precision(self) -> str:
+        """The precision handed to the backend: for backend auto it is unused (auto chooses);
+        'auto' with a named backend is that backend's usual one (tensorrt fp16, else fp32)."""
+        if self.precision != "auto":
+            return self.precision
+        return "fp16" if self.backend == "tensorrt" else "fp32"
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -99,7 +112,8 @@ _SPEC: dict[str, tuple[int, str, dict, bool]] = {
     "checkpoint": (ParameterType.PARAMETER_STRING, "Weights file; empty = the model config's own (or random weights)", {}, True),
     "backend": (ParameterType.PARAMETER_STRING, "Image-path backend", {"additional_constraints": "one of " + ", ".join(BACKENDS)}, True),
     "device": (ParameterType.PARAMETER_STRING, "cpu, cuda or cuda:N", {}, True),
-    "precision": (ParameterType.PARAMETER_STRING, "Inference precision", {"additional_constraints": "one of " + ", ".join(PRECISIONS)}, True),
+    "precision": (ParameterType.PARAMETER_STRING,
+                  "Inference precision; auto = chosen with backend auto, or the named backend's usual one", {"additional_constraints": "one of " + ", ".join(PRECISIONS)}, True),
     "input_size": (ParameterType.PARAMETER_INTEGER, "Square network input size in pixels; 0 = the model config's", _int_range(0, 4096), True),
     "classes": (ParameterType.PARAMETER_STRING_ARRAY, "Initial vocabulary; change it at run time with ~/set_vocabulary", {}, True),
     "prompt_template": (ParameterType.PARAMETER_STRING, "Text prompt with '{}' for the class name; empty = the model config's", {}, True),
