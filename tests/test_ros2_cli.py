@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -130,29 +131,26 @@ def run_once(command: str, *extra: str, log_dir: Path, timeout: float = COMMAND_
 
 
 @pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
-
-
-@pytest.fixture(scope="module")
 def frames():
     return list(moving_shapes(3, size=(120, 160)))
 
 
-def connected_camera(context, running: Running, segmenter: str, image_topic: str, compressed: bool = False):
-    """Wait for the node to report ready, then a SegmenterClient connected to it."""
+@contextmanager
+def camera_on(running: Running, segmenter: str, image_topic: str, compressed: bool = False):
+    """Once the node reports ready: a SegmenterClient (own rclpy context) connected to it."""
     assert running.wait_for("ready:", START_TIMEOUT_S), "the node did not start:\n" + running.describe()
+    context = rclpy.Context()
+    rclpy.init(context=context)
     client = SegmenterClient(context, segmenter=segmenter, image_topic=image_topic, compressed=compressed,
-                             name=f"camera_{os.getpid()}_{segmenter.replace('/', '_')}")
-    spinner = Spinner(client, context=context).__enter__()
-    if not client.wait_until_connected(30):
-        spinner.__exit__(None, None, None)
+                             name=f"camera_{os.getpid()}")
+    try:
+        with Spinner(client, context=context):
+            if not client.wait_until_connected(30):
+                pytest.fail(f"no connection to {segmenter}:\n" + running.describe())
+            yield client
+    finally:
         client.destroy()
-        pytest.fail(f"no connection to {segmenter}:\n" + running.describe())
-    return client, spinner
+        rclpy.shutdown(context=context)
 
 
 def segment_one(client: SegmenterClient, frame, running: Running, timeout: float = 30.0):
@@ -180,17 +178,13 @@ def assert_ctrl_c_ends_cleanly(running: Running) -> None:
 
 
 @pytest.fixture(scope="class")
-def system(context, tmp_path_factory):
+def system(tmp_path_factory):
     """The default launch with a connected camera, shared by one class's checks."""
     folder = tmp_path_factory.mktemp("default_launch")
     running = Running(LAUNCH, folder / "launch.log", cwd=folder)
     try:
-        client, spinner = connected_camera(context, running, "/zs3_segmenter", "/image")
-        try:
+        with camera_on(running, "/zs3_segmenter", "/image") as client:
             yield running, client, folder
-        finally:
-            spinner.__exit__(None, None, None)
-            client.destroy()
     finally:
         running.stop()
 
@@ -216,11 +210,10 @@ class TestDefaultLaunch:
 
     def test_refused_vocabulary_says_why_and_keeps_the_old_one(self, system):
         _, _, folder = system
-        before = run_once(GET_VOCABULARY, log_dir=folder)
-        version = int(re.search(r"vocabulary_version=(\d+)", before.stdout).group(1))
         result = run_once(SET_VOCABULARY.replace("[person, forklift]", "[]"), log_dir=folder)
         assert result.returncode == 0, result.stdout
         assert "success=False" in result.stdout and "vocabulary is empty" in result.stdout, result.stdout
+        version = int(re.search(r"vocabulary_version=(\d+)", result.stdout).group(1))
         after = run_once(GET_VOCABULARY, log_dir=folder)
         assert f"vocabulary_version={version}," in after.stdout, after.stdout
         assert "class_names=['person', 'forklift']" in after.stdout, after.stdout
@@ -242,7 +235,7 @@ class TestDefaultLaunch:
 
 
 @needs_ros2_cli
-def test_launch_arguments_namespace_image_topic_config_compressed(context, tmp_path, frames):
+def test_launch_arguments_namespace_image_topic_config_compressed(tmp_path, frames):
     """All four launch arguments in one launch: the node lives in /front, takes JPEGs from
     /camera/image_raw/compressed and its vocabulary from the given parameters file."""
     params = yaml.safe_load(PARAMS_FILE.read_text())
@@ -250,29 +243,20 @@ def test_launch_arguments_namespace_image_topic_config_compressed(context, tmp_p
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     running = Running(LAUNCH_WITH_ARGUMENTS, tmp_path / "launch.log", cwd=tmp_path)
     try:
-        client, spinner = connected_camera(context, running, "/front/zs3_segmenter", "/camera/image_raw",
-                                           compressed=True)
-        try:
+        with camera_on(running, "/front/zs3_segmenter", "/camera/image_raw", compressed=True) as client:
             info = segment_one(client, frames[0], running).info
-            assert list(info.class_names) == ["cyan star", "red circle"]
-        finally:
-            spinner.__exit__(None, None, None)
-            client.destroy()
+        assert list(info.class_names) == ["cyan star", "red circle"]
         assert_ctrl_c_ends_cleanly(running)
     finally:
         running.stop()
 
 
 @needs_ros2_cli
-def test_ros2_run_starts_the_node_on_its_defaults(context, tmp_path, frames):
+def test_ros2_run_starts_the_node_on_its_defaults(tmp_path, frames):
     running = Running(RUN, tmp_path / "run.log", cwd=tmp_path)
     try:
-        client, spinner = connected_camera(context, running, "/zs3_segmenter", "/image")
-        try:
+        with camera_on(running, "/zs3_segmenter", "/image") as client:
             segment_one(client, frames[2], running)
-        finally:
-            spinner.__exit__(None, None, None)
-            client.destroy()
         assert_ctrl_c_ends_cleanly(running)
     finally:
         running.stop()
