@@ -56,16 +56,17 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want_hash" ]; then
   if [ -z "$system_ros" ]; then
     pip install -q -r requirements/ros-wheels.txt
   fi
-  if [ -n "$ros2_cli" ]; then
-    log "installing the ROS 2 command line from $ros2_cli"
-    # --no-deps: launch_ros declares ament_index_python, whose PyPI wheel is ros-ament-index-python.
-    pip install -q --no-deps --no-index "$ros2_cli"/wheels/*.whl
-    pip install -q -r requirements/ros2-cli.txt
-  fi
   pip install -q -r requirements/dev.txt
   # open_clip's tokenizer module and BPE vocabulary only: importing open_clip itself
   # needs torchvision, which has no CPU build here (see zs3_core/clip/tokenizer.py).
   pip install -q --no-deps open_clip_torch
+  if [ -n "$ros2_cli" ]; then
+    log "installing the ROS 2 command line from $ros2_cli"
+    pip install -q -r requirements/ros2-cli.txt
+    # --no-deps: launch_ros declares ament_index_python, whose PyPI wheel is ros-ament-index-python.
+    # Last, so no later pip run reports that name as a missing dependency.
+    pip install -q --no-deps --no-index "$ros2_cli"/wheels/*.whl
+  fi
   printf '%s' "$want_hash" > "$STAMP"
 else
   log "Python packages up to date"
