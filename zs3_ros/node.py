@@ -22,6 +22,7 @@ under `ros2 run`, launch files and tests without a lifecycle manager.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -150,7 +151,7 @@ class SegmenterNode(Node):
         checkpoint = resolve_path(cfg.checkpoint, "checkpoint") if cfg.checkpoint else None
         t0 = time.perf_counter()
         segmenter = Segmenter.from_config(model_config, checkpoint=checkpoint, backend=cfg.backend,
-                                          device=cfg.device, precision=cfg.precision)
+                                          device=cfg.device, precision=cfg.backend_precision)
         self.get_logger().info(f"loaded {cfg.model_config} in {time.perf_counter() - t0:.1f} s")
         return segmenter
 
@@ -352,6 +353,10 @@ def main(args: Optional[list] = None) -> int:
         if type(err).__name__ != "ExternalShutdownException":
             raise
     finally:
+        # A terminal's Ctrl-C reaches a launched node twice (the SIGINT to the terminal's
+        # process group, then the one `ros2 launch` forwards): the second must not interrupt
+        # the clean-up with a KeyboardInterrupt traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         executor.shutdown()
         node.destroy_node()
         if hasattr(rclpy, "try_shutdown"):

@@ -21,6 +21,8 @@ from zs3_core.config import ConfigError, dataclass_from_dict
 __all__ = ["ConfigError", "NodeConfig", "PARAMETERS", "declare_parameters", "read_config",
            "updated_config", "resolve_path", "DYNAMIC_PARAMETERS"]
 
+# The node adds 'auto' (chosen with backend auto, or the named backend's usual one).
+NODE_PRECISIONS = ("auto",) + PRECISIONS
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 
@@ -31,7 +33,7 @@ class NodeConfig:
     checkpoint: str = ""
     backend: str = "auto"
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"                   # auto: backend auto picks it; see backend_precision
     input_size: int = 0                       # 0 = the model config's own input size
     classes: tuple[str, ...] = ("red circle", "green square", "blue triangle")
     prompt_template: str = ""          # empty: the model config's template (what it was trained with)
@@ -47,7 +49,12 @@ class NodeConfig:
     def validate(self) -> "NodeConfig":
         """Return self, or raise ConfigError naming the first bad parameter."""
         _one_of("backend", self.backend, BACKEND_NAMES)
-        _one_of("precision", self.precision, PRECISIONS)
+        _one_of("precision", self.precision, NODE_PRECISIONS)
+        if self.backend == "auto" and self.precision != "auto":
+            raise ConfigError(
+                f"precision {self.precision!r} with backend 'auto': auto picks the precision together with "
+                "the backend (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32); set precision to "
+                f"'auto', or name a backend (torch, onnxruntime, tensorrt) to run {self.precision}")
         _one_of("input_transport", self.input_transport, TRANSPORTS)
         _one_of("qos_reliability", self.qos_reliability, RELIABILITIES)
         if not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -68,6 +75,14 @@ class NodeConfig:
         _in_range("max_rate_hz", self.max_rate_hz, 0.0, 1000.0)
         _in_range("diagnostics_period_s", self.diagnostics_period_s, 0.1, 60.0)
         return self
+
+    @property
+    def backend_precision(self) -> str:
+        """The precision handed to the backend: for backend auto it is unused (auto chooses);
+        'auto' with a named backend is that backend's usual one (tensorrt fp16, else fp32)."""
+        if self.precision != "auto":
+            return self.precision
+        return "fp16" if self.backend == "tensorrt" else "fp32"
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -95,7 +110,8 @@ _SPEC: dict[str, tuple[int, str, dict, bool]] = {
     "checkpoint": (ParameterType.PARAMETER_STRING, "Weights file; empty = the model config's own (or random weights)", {}, True),
     "backend": (ParameterType.PARAMETER_STRING, "Image-path backend", {"additional_constraints": "one of " + ", ".join(BACKEND_NAMES)}, True),
     "device": (ParameterType.PARAMETER_STRING, "cpu, cuda or cuda:N", {}, True),
-    "precision": (ParameterType.PARAMETER_STRING, "Inference precision", {"additional_constraints": "one of " + ", ".join(PRECISIONS)}, True),
+    "precision": (ParameterType.PARAMETER_STRING,
+                  "Inference precision; auto = chosen with backend auto, or the named backend's usual one", {"additional_constraints": "one of " + ", ".join(NODE_PRECISIONS)}, True),
     "input_size": (ParameterType.PARAMETER_INTEGER, "Square network input size in pixels; 0 = the model config's", _int_range(0, 4096), True),
     "classes": (ParameterType.PARAMETER_STRING_ARRAY, "Initial vocabulary; change it at run time with ~/set_vocabulary", {}, True),
     "prompt_template": (ParameterType.PARAMETER_STRING, "Text prompt with '{}' for the class name; empty = the model config's", {}, True),
