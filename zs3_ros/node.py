@@ -109,6 +109,8 @@ class SegmenterNode(Node):
         cfg = self._config
         self._segmenter = segmenter if segmenter is not None else self._load_segmenter(cfg)
         self._backend_name = str(getattr(self._segmenter, "backend_name", cfg.backend))
+        # Why `auto` runs this backend instead of a faster one ("" when it got its first choice).
+        self._backend_fallback = str(getattr(getattr(self._segmenter, "backend", None), "fallback", ""))
         # The vocabulary in force: one immutable reference, replaced whole (never patched).
         self._vocabulary = self._segmenter.encode_vocabulary(list(cfg.classes), cfg.prompt_template or None)
         self._weights_note = _weights_note(self._segmenter, cfg)
@@ -161,6 +163,8 @@ class SegmenterNode(Node):
             f"{len(self._vocabulary.names)} classes (vocabulary v{self._vocabulary.version})")
         if self._weights_note:
             self.get_logger().warning(self._weights_note)
+        if self._backend_fallback:
+            self.get_logger().warning(f"backend {cfg.backend} fell back to {self._backend_name}: {self._backend_fallback}")
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -363,6 +367,9 @@ class SegmenterNode(Node):
             status.level, status.message = DiagnosticStatus.ERROR, stats.last_error
         else:
             status.level, status.message = DiagnosticStatus.OK, f"{output_rate:.1f} Hz, median latency {latency:.0f} ms"
+            if self._backend_fallback:   # serving, but slower than this machine allows
+                status.level = DiagnosticStatus.WARN
+                status.message += f"; backend fell back to {self._backend_name}"
         values = {
             "input_rate_hz": f"{input_rate:.2f}",
             "output_rate_hz": f"{output_rate:.2f}",
@@ -373,6 +380,7 @@ class SegmenterNode(Node):
             "failed_frames": str(stats.failed),
             "last_error": stats.last_error,
             "backend": self._backend_name,
+            "backend_fallback": self._backend_fallback,
             "vocabulary_version": str(vocabulary.version),
             "vocabulary": ", ".join(vocabulary.names[:50]) + (" ..." if len(vocabulary.names) > 50 else ""),
             "weights": self._weights_note or "trained",
