@@ -127,6 +127,12 @@ def test_build_options_follow_the_release_without_false_warnings(caplog, version
     assert "strongly typed" not in caplog.text
 
 
+def test_a_build_without_strong_typing_keeps_fp32_engines_fp32(caplog):
+    assert trt.build_options("2.6.0", {"enabled_precisions"}, torch.float32) == {
+        "enabled_precisions": {torch.float32}}
+    assert "no strongly typed builds" in caplog.text                 # the one case that warns
+
+
 def test_releases_that_lose_the_dynamic_class_count_are_refused():
     assert "2.6" in trt.unsupported_release_reason("2.5.0")
     assert trt.unsupported_release_reason("2.8.0+cu126") is None and trt.unsupported_release_reason("2.13.0") is None
@@ -140,6 +146,14 @@ def test_auto_falls_back_to_torch_when_a_stage_fails(stand_in, monkeypatch, tmp_
     assert f"TensorRT engine {stage} failed" in backend.fallback and message in backend.fallback
     image, embeddings = example_inputs(model, 4)
     assert backend(image, embeddings).shape[1] == 4
+
+
+def test_a_broken_tensorrt_install_falls_back_too(stand_in, monkeypatch, model):
+    def broken(device):
+        raise ImportError("stand-in: libnvinfer.so.10: cannot open shared object file")
+    monkeypatch.setattr(trt, "environment_fields", broken)
+    backend = create_backend("auto", model, "cpu", "fp32")
+    assert backend.describe() == "torch/fp32/cpu" and "libnvinfer" in backend.fallback
 
 
 def test_a_corrupt_manifest_is_rebuilt_not_a_fallback(stand_in, model, tmp_path):

@@ -92,7 +92,7 @@ def unsupported_release_reason(version: str) -> Optional[str]:
     return None
 
 
-def build_options(version: str, parameters) -> dict:
+def build_options(version: str, parameters, dtype: torch.dtype = torch.float16) -> dict:
     """Strong-typing options for `torch_tensorrt.dynamo.compile` of this release, whose
     keyword names are `parameters`: `use_explicit_typing=True` where the flag exists (it is
     off by default before 2.10, and must not be combined with enabled_precisions from 2.8);
@@ -102,9 +102,9 @@ def build_options(version: str, parameters) -> dict:
         return {"use_explicit_typing": True}
     if release(version) >= STRONGLY_TYPED_ONLY:
         return {}
-    log.warning("Torch-TensorRT %s has no strongly typed builds; using enabled_precisions {fp16, fp32}: "
-                "TensorRT may run some norms in fp16 (check with zs3 export --verify)", version)
-    return {"enabled_precisions": {torch.float16, torch.float32}}
+    log.warning("Torch-TensorRT %s has no strongly typed builds; using enabled_precisions {%s, fp32}: "
+                "TensorRT may run some norms in reduced precision (check with zs3 export --verify)", version, dtype)
+    return {"enabled_precisions": {dtype, torch.float32}}
 
 
 def tensorrt_unavailable_reason(device: str | torch.device = "cuda") -> Optional[str]:
@@ -192,7 +192,7 @@ def build_engine(model: nn.Module, path: Path, precision: str = "fp16",
         parameters = inspect.signature(compile_fn).parameters
         kwargs = {"device": torch.device(device), "min_block_size": 1,
                   "arg_inputs" if "arg_inputs" in parameters else "inputs": inputs,
-                  **build_options(torch_tensorrt.__version__, parameters)}
+                  **build_options(torch_tensorrt.__version__, parameters, dtype)}
         compiled = compile_fn(program, **kwargs)
     examples = (torch.zeros(1, 3, size, size, device=device), torch.zeros(opt, dim, device=device))
     with engine_stage("save"):
@@ -228,7 +228,8 @@ def compile_tensorrt(model: nn.Module, precision: str = "fp16", max_classes: int
     reason = tensorrt_unavailable_reason(device)
     if reason:
         raise ExportError(f"cannot build a TensorRT engine: {reason}")
-    environment = environment_fields(device)
+    with engine_stage("build"):   # a broken TensorRT or CUDA install fails here, before any build
+        environment = environment_fields(device)
     reason = unsupported_release_reason(environment["torch_tensorrt_version"])
     if reason:
         raise ExportError(reason)
