@@ -133,13 +133,14 @@ def test_fp16_engine_preparation_keeps_norms_in_fp32():
 # ---- engine cache -------------------------------------------------------------------------
 
 def _key(**changes) -> EngineKey:
-    base = EngineKey(model_hash="ab" * 32, input_size=512, min_classes=1, max_classes=256, precision="fp16",
+    base = EngineKey(model_hash="ab" * 32, input_size=512, min_classes=1, opt_classes=32, max_classes=256,
+                     precision="fp16",
                      tensorrt_version="10.3.0", torch_tensorrt_version="2.5.0", torch_version="2.5.0",
                      gpu_name="Orin", compute_capability="8.7")
     return dataclasses.replace(base, **changes)
 
 
-CHANGED_FIELDS = {"model_hash": "cd" * 32, "input_size": 640, "min_classes": 2, "max_classes": 128,
+CHANGED_FIELDS = {"model_hash": "cd" * 32, "input_size": 640, "min_classes": 2, "opt_classes": 16, "max_classes": 128,
                   "precision": "fp32", "tensorrt_version": "10.7.0", "torch_tensorrt_version": "2.6.0",
                   "torch_version": "2.6.0", "gpu_name": "NVIDIA H100", "compute_capability": "9.0",
                   "cache_format": 99}
@@ -222,3 +223,17 @@ def test_model_hash_follows_weights_and_config():
     assert model_hash(model) != reference
     model.config = dataclasses.replace(config, input_size=256)
     assert len({reference, model_hash(model)}) == 2
+
+
+def test_model_hash_ignores_serving_only_fields():
+    """Threshold, prompt template, pixel statistics and weight-file paths never reach the engine:
+    changing them must not rebuild it (nor miss an engine prebuilt by `zs3 export`)."""
+    torch.manual_seed(0)
+    config = load_model_config(BASELINE_CONFIG)
+    model = build_model(config)
+    reference = model_hash(model)
+    model.config = dataclasses.replace(config, unlabeled_threshold=0.3, prompt_template="a {}.",
+                                       checkpoint="/elsewhere/ldvc.safetensors", pixel_mean=(0.5, 0.5, 0.5))
+    assert model_hash(model) == reference
+    model.config = dataclasses.replace(config, options={"changed": True})
+    assert model_hash(model) != reference

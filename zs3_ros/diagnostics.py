@@ -48,9 +48,10 @@ class FrameStats:
 
 
 def segmentation_status(name: str, stats: FrameStats, vocabulary: EncodedVocabulary, backend_name: str,
-                        input_topic: str, weights_note: str) -> DiagnosticStatus:
+                        input_topic: str, weights_note: str, backend_fallback: str = "") -> DiagnosticStatus:
     """One status: WARN without input, ERROR when frames arrive but every one fails, else OK
-    with the output rate and median latency; the values carry every counter."""
+    with the output rate and median latency (WARN while `auto` runs a fallback backend, whose
+    reason is `backend_fallback`); the values carry every counter."""
     now = time.monotonic()
     input_rate, output_rate = stats.rate(stats.received, now), stats.rate(stats.published, now)
     latency = statistics.median(stats.latency_ms) if stats.latency_ms else 0.0
@@ -62,6 +63,9 @@ def segmentation_status(name: str, stats: FrameStats, vocabulary: EncodedVocabul
         status.level, status.message = DiagnosticStatus.ERROR, stats.last_error
     else:
         status.level, status.message = DiagnosticStatus.OK, f"{output_rate:.1f} Hz, median latency {latency:.0f} ms"
+        if backend_fallback:   # serving, but slower than this machine allows
+            status.level = DiagnosticStatus.WARN
+            status.message += f"; backend fell back to {backend_name}"
     values = {
         "input_rate_hz": f"{input_rate:.2f}",
         "output_rate_hz": f"{output_rate:.2f}",
@@ -72,6 +76,7 @@ def segmentation_status(name: str, stats: FrameStats, vocabulary: EncodedVocabul
         "failed_frames": str(stats.failed),
         "last_error": stats.last_error,
         "backend": backend_name,
+        "backend_fallback": backend_fallback,
         "vocabulary_version": str(vocabulary.vocabulary_version),
         "vocabulary": ", ".join(vocabulary.names[:50]) + (" ..." if len(vocabulary.names) > 50 else ""),
         "weights": weights_note or "trained",

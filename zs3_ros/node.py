@@ -88,6 +88,8 @@ class SegmenterNode(Node):
         cfg = self._config
         self._segmenter = segmenter if segmenter is not None else self._load_segmenter(cfg)
         self._backend_name = str(getattr(self._segmenter, "backend_name", cfg.backend))
+        # Why `auto` runs this backend instead of a faster one ("" when it got its first choice).
+        self._backend_fallback = str(getattr(getattr(self._segmenter, "backend", None), "fallback", ""))
         # The vocabulary in force: one immutable reference, replaced whole (never patched).
         self._vocabulary = self._segmenter.encode_vocabulary(list(cfg.classes), cfg.prompt_template or None)
         self._weights_note = _weights_note(self._segmenter, cfg)
@@ -139,6 +141,8 @@ class SegmenterNode(Node):
             f"{len(self._vocabulary.names)} classes (vocabulary v{self._vocabulary.vocabulary_version})")
         if self._weights_note:
             self.get_logger().warning(self._weights_note)
+        if self._backend_fallback:
+            self.get_logger().warning(f"backend {cfg.backend} fell back to {self._backend_name}: {self._backend_fallback}")
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -293,7 +297,7 @@ class SegmenterNode(Node):
     def _publish_diagnostics(self) -> None:
         status = segmentation_status(f"{self.get_fully_qualified_name()}: segmentation", self._stats,
                                      self._vocabulary, self._backend_name, self._image_sub.topic_name,
-                                     self._weights_note)
+                                     self._weights_note, self._backend_fallback)
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]

@@ -11,7 +11,9 @@ Order, fastest first (each measured side by side by bench/backends.py):
    (it fuses QuickGELU and the attention epilogues that eager runs op by op), identical
    labels; the graph is exported once per model and cached. Else `torch` fp32.
 
-`auto` chooses the precision too; ask for a backend by name to pin one.
+`auto` chooses the precision too; ask for a backend by name to pin one. When the chosen
+backend fails to start (e.g. the TensorRT engine cannot be built, saved, loaded or cached),
+the next one in this order runs instead, and the backend records why (`fallback`).
 """
 from __future__ import annotations
 
@@ -63,17 +65,27 @@ def describe_cpu() -> str:
     return f"{os.cpu_count()} cores, {path}"
 
 
-def choose_backend(device: str = "cpu") -> BackendChoice:
+def backend_candidates(device: str = "cpu") -> list[BackendChoice]:
+    """The backends `auto` tries on `device`, fastest first; the last always exists (torch)."""
     kind = torch.device(device).type
     if kind == "cuda":
+        candidates = []
         if importlib.util.find_spec("torch_tensorrt") is not None:
-            return BackendChoice("tensorrt", "fp16", "CUDA with torch_tensorrt: TensorRT fp16 engine is fastest")
-        return BackendChoice("torch", "fp16", "CUDA without torch_tensorrt: torch fp16 autocast "
-                                              "(install torch-tensorrt for a faster engine)")
+            candidates.append(BackendChoice("tensorrt", "fp16", "CUDA with torch_tensorrt: TensorRT fp16 engine is fastest"))
+        candidates.append(BackendChoice("torch", "fp16", "CUDA: torch fp16 autocast" + (
+            "" if candidates else " (install torch-tensorrt for a faster engine)")))
+        return candidates
+    candidates = []
     if cpu_has_native_bf16():
-        return BackendChoice("torch", "bf16", "CPU with native bf16 (AVX-512 BF16/AMX): torch bf16 autocast, "
-                                              "about 2x+ fp32 at >=99% identical labels")
+        candidates.append(BackendChoice("torch", "bf16", "CPU with native bf16 (AVX-512 BF16/AMX): torch bf16 "
+                                                         "autocast, about 2x+ fp32 at >=99% identical labels"))
     if importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None:
-        return BackendChoice("onnxruntime", "fp32", "CPU without native bf16: onnxruntime fp32 "
-                                                    "(fused graph, about 1.9x eager fp32)")
-    return BackendChoice("torch", "fp32", "CPU without native bf16 or onnxruntime: torch fp32")
+        candidates.append(BackendChoice("onnxruntime", "fp32", "CPU: onnxruntime fp32 (fused graph, about 1.9x "
+                                                               "eager fp32)"))
+    candidates.append(BackendChoice("torch", "fp32", "CPU: torch fp32"))
+    return candidates
+
+
+def choose_backend(device: str = "cpu") -> BackendChoice:
+    """The first choice of `auto` on `device`."""
+    return backend_candidates(device)[0]

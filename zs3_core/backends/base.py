@@ -21,6 +21,7 @@ class ImageBackend:
     name: str = "?"
     max_classes: Optional[int] = None   # the most classes one call serves (an exported graph's
                                         # profile); None: any number
+    fallback: str = ""                  # set by `auto` when a faster backend failed: which and why
 
     def __call__(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

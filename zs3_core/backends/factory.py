@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from zs3_core.backends.auto import choose_backend
+from zs3_core.backends import auto
 from zs3_core.backends.base import BACKEND_NAMES, BackendError, ImageBackend
 from zs3_core.backends.torch_backend import TorchBackend
 
@@ -32,15 +32,7 @@ def create_backend(name: str, model, device: str = "cpu", precision: str = "fp32
     if name not in BACKEND_NAMES:
         raise BackendError(f"backend {name!r} is unknown; choose one of {BACKEND_NAMES}")
     if name == "auto":
-        choice = choose_backend(device)
-        try:
-            backend = create_backend(choice.name, model, device, choice.precision, **options)
-        except BackendError as err:
-            log.warning("backend auto: %s failed (%s); falling back to torch/%s", choice.name, err,
-                        "fp16" if device != "cpu" else "fp32")
-            return TorchBackend(model, device, "fp16" if device != "cpu" else "fp32")
-        log.info("backend auto -> %s (%s)", backend.describe(), choice.reason)
-        return backend
+        return _first_that_starts(model, device, options)
     if name == "onnxruntime":
         from zs3_core.backends.onnxruntime_backend import OnnxRuntimeBackend
         return OnnxRuntimeBackend(model, device=device, precision=precision, **options)
@@ -48,3 +40,20 @@ def create_backend(name: str, model, device: str = "cpu", precision: str = "fp32
         from zs3_core.backends.tensorrt_backend import TensorRTBackend
         return TensorRTBackend(model, device=device, precision=precision, **options)
     return TorchBackend(model, device=device, precision=precision)
+
+
+def _first_that_starts(model, device: str, options: dict) -> ImageBackend:
+    """`auto`: the fastest candidate that starts; each failure is logged and kept on the
+    backend that runs (`fallback`), so the node can put it on /diagnostics."""
+    failures = []
+    for choice in auto.backend_candidates(device):
+        try:
+            backend = create_backend(choice.name, model, device, choice.precision, **options)
+        except BackendError as err:
+            failures.append(f"{choice.name}/{choice.precision} failed: {err}")
+            log.warning("backend auto: %s; trying the next backend", failures[-1])
+            continue
+        backend.fallback = "; ".join(failures)
+        log.info("backend auto -> %s (%s)", backend.describe(), choice.reason)
+        return backend
+    raise BackendError("backend auto: no backend could start: " + "; ".join(failures))

@@ -3,6 +3,8 @@
 The engine is built on the device it runs on (first start: minutes on a Jetson, logged with
 its duration) or prebuilt with `zs3 export --format tensorrt`, and cached on disk keyed by
 model, versions, GPU, precision, input size and class range (`zs3_core.export.cache`).
+Any failure to build, save, load or cache the engine is a BackendError naming the stage,
+which `auto` answers by falling back to the next backend.
 """
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 [--max-classes 256] [--verify]`: the image path as a deployable graph, C dynamic.
 
 `--format tensorrt` prebuilds the engine into the cache the node reads (so the first start
-on the robot does not build); `--verify` runs the result through a Segmenter next to eager
+on the robot does not build); `--params FILE` takes the model config, checkpoint, input
+size and precision from the node's parameter file, so the engine is exactly the one that
+node loads (same cache key); `--verify` runs the result through a Segmenter next to eager
 fp32 on synthetic scenes with 1, 20 and 171 classes and fails (exit 1) below the targets.
 """
 from __future__ import annotations
@@ -21,14 +23,16 @@ VERIFY_IMAGES = 2
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="export the image path (ONNX, torch.export, TensorRT engine)")
-    p.add_argument("config", help="model config YAML")
+    p.add_argument("config", nargs="?", help="model config YAML (default: the --params file's)")
+    p.add_argument("--params", default=None, help="the node's parameter file: build what that node loads")
     p.add_argument("--checkpoint", default=None, help="trained checkpoint (.safetensors)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", default=None, help="output file (onnx / exported-program) or engine cache "
                                                  "directory (tensorrt; default: the node's cache)")
     p.add_argument("--max-classes", type=int, default=256, help="largest vocabulary the graph serves")
     p.add_argument("--device", default=None, help="default: cuda for tensorrt, else cpu")
-    p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"], help="TensorRT precision")
+    p.add_argument("--precision", default=None, choices=["fp16", "fp32"],
+                   help="TensorRT precision (default: the --params file's if fp16/fp32, else fp16)")
     p.add_argument("--verify", action="store_true", help="compare with eager fp32 through the Segmenter")
     p.set_defaults(func=run)
 
@@ -38,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from zs3_core.export import ExportError
     from zs3_core.segmenter import Segmenter
 
+    try:
+        config = _apply_params(args)
+    except ExportError as err:
+        log.error("%s", err)
+        return 1
     device = args.device or ("cuda" if args.format == "tensorrt" else "cpu")
     if args.format == "tensorrt":
         from zs3_core.export.tensorrt import tensorrt_unavailable_reason
@@ -45,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if reason:
             log.error("cannot build a TensorRT engine here: %s", reason)
             return 1
-    reference = Segmenter.from_config(args.config, checkpoint=args.checkpoint, backend="torch",
+    reference = Segmenter.from_config(config, checkpoint=args.checkpoint, backend="torch",
                                       device=device, precision="fp32")
     model = reference.model
     try:
@@ -59,11 +68,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _apply_params(args: argparse.Namespace):
+    """The model config to export; `--params` fills the config, checkpoint, input size and
+    precision the command line leaves open, as the node reads them from that file."""
+    from zs3_core.config import load_model_config, resolve_path
+    from zs3_core.export import ExportError
+
+    settings = None
+    if args.params:
+        from zs3_core.export.node_params import read_engine_settings
+        settings = read_engine_settings(args.params)
+        args.checkpoint = args.checkpoint or settings.checkpoint
+        if args.precision is None and settings.precision in ("fp16", "fp32"):
+            args.precision = settings.precision
+    args.precision = args.precision or "fp16"
+    source = args.config or (resolve_path(settings.model_config, None) if settings else None)
+    if source is None:
+        raise ExportError("give a model config, or --params with the node's parameter file")
+    config = load_model_config(source)
+    if settings and settings.input_size:
+        config = dataclasses.replace(config, input_size=settings.input_size)
+    return config
+
+
 def _export(args, model, device):
     """Write the artefact; returns (candidate backend, summary) for verification."""
     from zs3_core.backends import create_backend
 
-    stem = Path(args.config).stem
+    stem = Path(args.config or model.config.name).stem
     if args.format == "exported-program":
         from zs3_core.export.exported_program import (ExportedProgramBackend, export_image_path,
                                                       save_exported_program)

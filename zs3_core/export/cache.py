@@ -1,8 +1,11 @@
 """On-disk cache of compiled TensorRT engines, keyed by everything an engine depends on.
 
-An engine is valid only for the exact model weights and code, TensorRT and Torch-TensorRT
-versions, GPU (name and compute capability), precision, input size and class range it was
-built for. Caches that ignore some of these silently run a wrong engine or crash
+An engine is valid only for the exact model weights, image-path code and the config fields
+that shape that graph, TensorRT and Torch-TensorRT versions, GPU (name and compute
+capability), precision, input size and class range (min / opt / max) it was built for.
+Nothing else enters the key: serving-only fields (the node's `unlabeled_threshold`, the
+prompt template, where the weights file lives) do not change the engine, so `zs3 export`
+and the node compute the same key for the same model and a prebuilt engine is found. Caches that ignore some of these silently run a wrong engine or crash
 (pytorch/TensorRT #3148, #4226); caches that key nothing rebuild on every start (#1508).
 
 Layout: one *slot* per (model, input size, precision, class range) holding `engine.bin` and
@@ -30,8 +33,13 @@ import torch
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
-ENGINE_FILE = "engine.ep"   # torch_tensorrt.save writes an ExportedProgram archive
+CACHE_FORMAT = 2
+ENGINE_FILE = "engine.ep"   # an ExportedProgram archive holding the TensorRT engine
+# ModelConfig fields that change the image-path graph (`predict(image, class_embeddings)`).
+# The rest are applied outside the engine: pixel mean/std in preprocessing, the prompt
+# template in the text encoder, unlabeled_threshold in postprocessing, and clip_weights /
+# checkpoint are paths whose tensors the weights hash already covers.
+IMAGE_PATH_CONFIG_FIELDS = ("name", "clip", "input_size", "options")
 MANIFEST_FILE = "manifest.json"
 
 
@@ -50,6 +58,7 @@ class EngineKey:
     model_hash: str
     input_size: int
     min_classes: int
+    opt_classes: int      # the TensorRT optimisation profile's tuned class count
     max_classes: int
     precision: str
     tensorrt_version: str
@@ -62,7 +71,7 @@ class EngineKey:
     def slot(self) -> str:
         """Directory name: what the engine computes; the environment lives in the manifest."""
         return (f"{self.model_hash[:16]}-{self.input_size}px-{self.precision}-"
-                f"c{self.min_classes}-{self.max_classes}")
+                f"c{self.min_classes}-{self.opt_classes}-{self.max_classes}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -74,13 +83,20 @@ class EngineKey:
                 if other.get(name) != value]
 
 
+def image_path_config(config) -> str:
+    """The part of a model config that shapes the image-path graph, as a stable string."""
+    if dataclasses.is_dataclass(config):
+        return repr({name: getattr(config, name, None) for name in IMAGE_PATH_CONFIG_FIELDS})
+    return repr(config)
+
+
 def model_hash(model: torch.nn.Module) -> str:
-    """SHA-256 over the weights (names, shapes, dtypes, bytes), the config and the source of
-    every module class in the model: retrained weights, a changed option or edited model code
-    all give a new hash, hence a new engine."""
+    """SHA-256 over the weights (names, shapes, dtypes, bytes), the image-path config fields
+    and the source of every module class in the model: retrained weights, a changed option
+    or edited model code all give a new hash, hence a new engine; a serving-only setting
+    does not."""
     h = hashlib.sha256()
-    config = getattr(model, "config", None)
-    h.update(repr(config).encode())
+    h.update(image_path_config(getattr(model, "config", None)).encode())
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous().reshape(-1)   # 0-d tensors cannot be viewed as bytes
         h.update(f"{name}:{tuple(tensor.shape)}:{t.dtype}".encode())
@@ -133,9 +149,11 @@ class EngineCache:
             return False, "no cached engine"
         try:
             manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             return False, f"unreadable manifest ({err})"
-        diffs = key.differences(manifest.get("key", {}))
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("key"), dict):
+            return False, "unreadable manifest (no key mapping)"
+        diffs = key.differences(manifest["key"])
         if diffs:
             return False, "cached engine was built for another setup (" + "; ".join(diffs) + ")"
         if not engine_path.exists():
@@ -153,21 +171,27 @@ class EngineCache:
             log.info("TensorRT engine %s: %s", key.slot(), reason)
             return CacheResult(self.slot_dir(key) / ENGINE_FILE, False, 0.0, reason)
         log.warning("TensorRT engine %s: %s; building it now (minutes on a Jetson)", key.slot(), reason)
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key.slot()}.", dir=self.root))
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key.slot()}.", dir=self.root))
+        except OSError as err:
+            raise EngineCacheError(f"cannot write to the engine cache {self.root}: {err}") from err
         try:
             start = time.perf_counter()
             build(tmp / ENGINE_FILE)
             seconds = time.perf_counter() - start
             if not (tmp / ENGINE_FILE).exists():
                 raise EngineCacheError(f"the engine build wrote no file at {tmp / ENGINE_FILE}")
-            manifest = {"key": key.to_dict(), "engine_sha256": file_sha256(tmp / ENGINE_FILE),
-                        "build_seconds": round(seconds, 2), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
             slot = self.slot_dir(key)
-            if slot.exists():
-                shutil.rmtree(slot)
-            tmp.rename(slot)
+            try:
+                manifest = {"key": key.to_dict(), "engine_sha256": file_sha256(tmp / ENGINE_FILE),
+                            "build_seconds": round(seconds, 2), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+                if slot.exists():
+                    shutil.rmtree(slot)
+                tmp.rename(slot)
+            except OSError as err:
+                raise EngineCacheError(f"cannot store the engine in {slot}: {err}") from err
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

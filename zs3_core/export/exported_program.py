@@ -28,14 +28,18 @@ def class_dynamic_shapes(max_classes: int) -> dict:
 
 def export_image_path(model: torch.nn.Module, max_classes: int = DEFAULT_MAX_CLASSES,
                       with_logits: bool = False, device: str | torch.device = "cpu",
-                      compute_dtype: torch.dtype | None = None) -> torch.export.ExportedProgram:
+                      compute_dtype: torch.dtype | None = None,
+                      trace_classes: int = TRACE_CLASSES) -> torch.export.ExportedProgram:
     """ExportedProgram of `model.predict` for C in 1..max_classes at the model's input size.
+
+    `trace_classes` (≥ 2) is the example C; it stays recorded as the symbol's hint, which
+    Torch-TensorRT uses as the `opt` size of its optimisation profile.
 
     Raises ExportError (with torch's reason) when the graph cannot be captured whole, e.g. a
     data-dependent branch on C or a size specialised to the traced class count.
     """
     module = ImagePath(model.eval(), with_logits=with_logits, compute_dtype=compute_dtype).eval()
-    args = example_inputs(model, TRACE_CLASSES, device=device)
+    args = example_inputs(model, trace_classes, device=device)
     start = time.perf_counter()
     try:
         with torch.no_grad():
