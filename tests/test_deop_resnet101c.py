@@ -115,7 +115,7 @@ def test_detectron2_deeplab_pkl_loads_strictly_and_nothing_else_is_unpickled(tmp
     model = {detectron2_name(k): v.numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")}
     assert "res5.2.conv3.norm.running_var" in model and "stem.conv3.norm.weight" in model
     with open(tmp_path / "R-103.pkl", "wb") as f:
-        pickle.dump({"model": model, "__author__": "test"}, f)
+        pickle.dump({"model": model, "__author__": "test"}, f, protocol=2)    # as older detectron2 files
     backbone = backbone_from_checkpoint(tmp_path / "R-103.pkl")
     assert backbone.stem_type == "deep"
     assert_loaded(backbone, state)

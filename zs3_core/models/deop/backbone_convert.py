@@ -43,7 +43,8 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict")}
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+               ("_codecs", "encode")}           # how protocol-2 pickles store the arrays' bytes
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -130,6 +131,7 @@ def load_backbone_weights(backbone: ResNet101C, path: PathLike) -> str:
 
 
 def load_converted(backbone: ResNet101C, state: Mapping[str, torch.Tensor], path: PathLike) -> str:
+    """`load_backbone_weights` on an already converted state dict (`path` names it in errors)."""
     stem = checkpoint_stem(state)
     if stem != backbone.stem_type:
         raise BackboneWeightsError(f"{path} has a {stem} stem but the backbone was built with "

@@ -53,7 +53,7 @@ class DeOPOptions:
     proposal_backbone_weights: Optional[str] = None  # ImageNet ResNet-101(c) file for resnet101c (the
                                                      # frozen BN statistics come only from it)
     proposal_backbone_lr_scale: float = 1.0          # MaskFormer: 0.1 for a pre-trained backbone
-    proposal_aux_losses: bool = False                # mask loss on every decoder layer (MaskFormer)
+    proposal_aux_losses: bool = False                # proposal stage: mask loss on every decoder layer (MaskFormer)
     proposal_hidden_dim: int = 256                   # MaskFormer defaults from here on
     proposal_mask_dim: int = 256
     proposal_decoder_layers: int = 6
