@@ -24,25 +24,25 @@ LDVC_COCOSTUFF = ModelConfig(
              "text_prompt_tokens": 6, "text_prompt_init": "a photo of a", "tap_layers": [7, 10],
              "decoder_blocks": 2, "decoder_heads": 8, "decoder_mlp_ratio": 4.0, "windows_per_side": 8,
              "route_top_k": 16, "focal_weight": 100.0, "dice_weight": 1.0, "focal_alpha": 0.25,
-             "focal_gamma": 2.0})
+             "focal_gamma": 2.0, "focal_normalization": "present_pairs"})
 
 # sha256 of every section each config loads to (paths reduced to their last component, so
 # the digest does not depend on where the checkout lies), taken from the files as they were
 # before inheritance and the default pixel statistics were factored out.
 DIGESTS = {
-    "checkpoints/synthetic/clip_baseline.yaml": "7360c36c006a93d4",
-    "checkpoints/synthetic/deop.yaml": "c280f97a077d695a",
-    "checkpoints/synthetic/ldvc.yaml": "7f9f37b8dee470f3",
+    "checkpoints/synthetic/clip_baseline.yaml": "a7a0022645d9ef6c",
+    "checkpoints/synthetic/deop.yaml": "3d18ab56134ae385",
+    "checkpoints/synthetic/ldvc.yaml": "5187bf1ca90835a7",
     "checkpoints/synthetic/pretrain.yaml": "0a80584ea3d36f62",
-    "config/models/clip_baseline_synthetic.yaml": "b7ee5e27f91b01ad",
-    "config/models/clip_baseline_tiny.yaml": "dba8de8694bf45d4",
-    "config/models/clip_baseline_vitb16.yaml": "848be73cafb33b99",
-    "config/models/deop_synthetic.yaml": "1c1aee8942f24149",
-    "config/models/deop_vitb16_cocostuff.yaml": "3ebe91da22d73e2a",
-    "config/models/deop_vitb16_voc.yaml": "42496d40531d2d84",
-    "config/models/ldvc_synthetic.yaml": "a3396c93b38302d9",
-    "config/models/ldvc_vitb16_cocostuff.yaml": "1a6a38e6684c1be6",
-    "config/models/ldvc_vitb16_voc.yaml": "9014e84ebe04fcdb",
+    "config/models/clip_baseline_synthetic.yaml": "009d89c9f89ec4cf",
+    "config/models/clip_baseline_tiny.yaml": "769741028375b25a",
+    "config/models/clip_baseline_vitb16.yaml": "f0f5be2964c2ae69",
+    "config/models/deop_synthetic.yaml": "10233b3bfbe5d282",
+    "config/models/deop_vitb16_cocostuff.yaml": "d5645ee3380b8286",
+    "config/models/deop_vitb16_voc.yaml": "df1dea0af4812f5c",
+    "config/models/ldvc_synthetic.yaml": "e20cc2c2b3a15b7b",
+    "config/models/ldvc_vitb16_cocostuff.yaml": "ba9da264b6decb15",
+    "config/models/ldvc_vitb16_voc.yaml": "29dc34a8db4a7100",
     "config/pretrain/tiny_clip_synthetic.yaml": "1a827814f37fa087",
 }
 

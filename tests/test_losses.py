@@ -90,3 +90,51 @@ def test_subsampled_labels_are_the_centre_pixels_of_their_cells():
     assert sub.shape == (1, 4, 4)
     assert sub[0, 1, 2].item() == labels[0, 4 + 2, 8 + 2].item()
     assert subsample_targets(labels, 1) is labels
+
+
+def zegclip_focal_loss(logits: torch.Tensor, labels: torch.Tensor, alpha=0.25, gamma=2.0) -> torch.Tensor:
+    """ZegCLIP's criterion written out on its own: one-hot targets scattered from the label map
+    (255 skipped), focal per element, `loss.mean(1).sum() / num_masks` over the B·C flattened
+    maps, num_masks = the classes present in each label map, summed over the batch (at least 1)."""
+    b, c, h, w = logits.shape
+    targets = torch.zeros(b, c, h * w)
+    for i in range(b):
+        flat = labels[i].reshape(-1)
+        keep = flat != 255
+        targets[i, flat[keep], torch.arange(h * w)[keep]] = 1
+    inputs, targets = logits.reshape(b * c, h * w), targets.reshape(b * c, h * w)
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    prob = inputs.sigmoid()
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = (alpha * targets + (1 - alpha) * (1 - targets)) * ce * (1 - p_t) ** gamma
+    num_masks = max(sum(len(set(labels[i].unique().tolist()) - {255}) for i in range(b)), 1)
+    return loss.mean(1).sum() / num_masks
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_present_pairs_focal_equals_zegclip_with_present_and_absent_classes(seed):
+    torch.manual_seed(seed)
+    b, c = 3, 7
+    labels = torch.randint(0, 3, (b, 8, 8))          # at most classes 0-2 present: 3..6 absent everywhere
+    labels[0, :3] = 255                              # ignored pixels
+    labels[1] = torch.where(labels[1] == 2, 5, labels[1])
+    logits = torch.randn(b, c, 8, 8) * 3
+    expected = zegclip_focal_loss(logits, labels)
+    onehot = one_hot_targets(labels, c)
+    torch.testing.assert_close(sigmoid_focal_loss(logits, onehot, normalization="present_pairs"), expected)
+    torch.testing.assert_close(probability_focal_loss(logits.sigmoid(), onehot, normalization="present_pairs"),
+                               expected, atol=1e-5, rtol=1e-4)
+    present = sum(len(set(labels[i].unique().tolist()) - {255}) for i in range(b))
+    torch.testing.assert_close(sigmoid_focal_loss(logits, onehot) * b * c / present, expected)   # all_maps: B·C/present smaller
+
+
+def test_present_pairs_focal_of_a_batch_without_labels_divides_by_one_and_bad_names_are_rejected():
+    logits = torch.randn(1, 2, 4, 4, requires_grad=True)
+    onehot = one_hot_targets(torch.full((1, 4, 4), 255), 2)
+    loss = sigmoid_focal_loss(logits, onehot, normalization="present_pairs")
+    loss.backward()
+    assert loss > 0 and logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="present_pairs"):
+        sigmoid_focal_loss(logits, onehot, normalization="mean")
+    with pytest.raises(ValueError, match="present_pairs"):
+        probability_focal_loss(logits.sigmoid(), onehot, normalization="mean")

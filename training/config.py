@@ -78,10 +78,20 @@ class TrainConfig:
     checkpoint_dtype: str = "float32"   # stored weights; float16 halves the files, and --resume then
                                         # continues from the rounded weights (not bit-exact)
     out_dir: str = "runs/default"
+    grad_clip_norm: float = 0.0         # clip the global gradient norm to this (0: off; MaskFormer 0.01)
+    prompt_stage_iters: int = 0         # DeOP: learn the text prompts on seen-class ground-truth crops
+                                        # first (training/prompt_init.py); 0: no such stage
+    prompt_crop_size: int = 224         # side of those crops (CLIP's pre-training resolution)
+    proposal_stage_iters: int = 0       # DeOP: train the proposal network alone (mask loss) first,
+                                        # then the rest with it frozen (training/deop_stages.py); 0: jointly
 
     def __post_init__(self):
         require_at_least(self, "train", ("iterations", "batch_size", "grad_accum", "log_every", "loss_stride"), 1)
-        require_at_least(self, "train", ("warmup_iters", "eval_every", "checkpoint_every"), 0)
+        require_at_least(self, "train", ("warmup_iters", "eval_every", "checkpoint_every", "prompt_stage_iters",
+                                         "proposal_stage_iters"), 0)
+        require_at_least(self, "train", ("prompt_crop_size",), 16)
+        if self.grad_clip_norm < 0:
+            raise ConfigError(f"train.grad_clip_norm must be >= 0, got {self.grad_clip_norm}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
         if self.checkpoint_dtype not in STORAGE_DTYPES:

@@ -204,11 +204,16 @@ def end_distributed(wait_for_peers: bool) -> None:
 
 
 def train(run: RunConfig, model: Optional[nn.Module] = None, max_iters: Optional[int] = None,
-          dry_run: bool = False, resume: bool = False) -> TrainResult:
+          dry_run: bool = False, resume: bool = False, single_stage: bool = False) -> TrainResult:
     """Train `model` (default: the one run.model builds). `max_iters` stops at that step
     without changing the schedule (which spans train.iterations); `resume` continues from
     the latest complete checkpoint in train.out_dir; `dry_run` runs one micro-batch forward
-    and backward, updates nothing and writes nothing."""
+    and backward, updates nothing and writes nothing. A config with DeOP's stages
+    (train.prompt_stage_iters / proposal_stage_iters) runs them in order first
+    (training/deop_stages.py; `max_iters` then caps each stage); `single_stage` runs one stage."""
+    if not single_stage and (run.train.prompt_stage_iters or run.train.proposal_stage_iters):
+        from training.deop_stages import train_in_stages
+        return train_in_stages(run, model, max_iters=max_iters, dry_run=dry_run, resume=resume)
     cfg = run.train
     rank, world, device = setup_distributed()
     master = rank == 0
@@ -296,6 +301,9 @@ def train(run: RunConfig, model: Optional[nn.Module] = None, max_iters: Optional
             scaler.scale(losses["loss"] / cfg.grad_accum).backward()
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0) + value.detach().float() / cfg.grad_accum
+        if cfg.grad_clip_norm:  # detectron2's "full_model" clipping: one norm over all parameters
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(list(model.trainable_parameters().values()), cfg.grad_clip_norm)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)

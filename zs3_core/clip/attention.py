@@ -1,4 +1,4 @@
-"""CLIP's pre-norm transformer block with generalized patch severance (DeOP eq. 3).
+"""CLIP's pre-norm transformer block with generalized patch severance (DeOP eq. 2).
 
 Parameter names match OpenAI CLIP / open_clip (``ln_1``, ``attn.in_proj_weight``,
 ``attn.in_proj_bias``, ``attn.out_proj``, ``ln_2``, ``mlp.c_fc``, ``mlp.c_proj``) so their state
@@ -44,7 +44,7 @@ def make_activation(name: str) -> nn.Module:
 class SeverableAttention(nn.Module):
     """Multi-head self-attention whose token mixing can be cut (generalized patch severance).
 
-    Output = α·out_proj(V) + (1−α)·out_proj(softmax(QKᵀ/√d)V)  (DeOP eq. 3). α = 0 is plain
+    Output = α·out_proj(V) + (1−α)·out_proj(softmax(QKᵀ/√d)V)  (DeOP eq. 2). α = 0 is plain
     CLIP attention (identical to ``nn.MultiheadAttention`` with the same weights); α = 1 leaves
     each token's output depending on that token only. Because out_proj is affine, the mix is
     taken before out_proj: one projection instead of two.

@@ -1,5 +1,5 @@
 """CLIP ViT image encoder with the hooks zero-shot segmentation needs and open_clip lacks:
-deep visual prompts (ZegCLIP / LDVC Sec. 3.3), per-layer patch severance (DeOP eq. 3),
+deep visual prompts (ZegCLIP / LDVC Sec. 3.3), per-layer patch severance (DeOP eq. 2),
 intermediate taps for decoders (LDVC Sec. 3.4), and positional embeddings interpolated to
 any patch grid (512×512 → 32×32 for ViT-B/16).
 """
@@ -166,7 +166,7 @@ class VisionTransformer(nn.Module):
         [CLS, prompts, patches]; before block i < L' the previous prompt outputs are replaced by
         ``prompts[i]``; blocks i ≥ L' let them pass through. ``None`` or L' = 0 means no prompts.
         taps: block indices (0-based) whose patch-token outputs to return as (B, width, h, w).
-        severance: per-layer α (length = layers), DeOP eq. 3; ``None`` = all 0 (plain CLIP).
+        severance: per-layer α (length = layers), DeOP eq. 2; ``None`` = all 0 (plain CLIP).
         """
         self._check_inputs(images, prompts, taps)
         alphas = self._alphas(severance)

@@ -8,21 +8,24 @@ Two decoupled streams, one CLIP pass per image (Sec. 4, Fig. 2):
    embedding at temperature 100 (zsseg/SimBaseline);
 3. mask-class combination (MaskFormer semantic inference):
    S_c = Σ_n sigmoid(M_n) · softmax(cls_n)[c] for the C classes (void dropped).
-   Deviation: S is divided by the total mask mass Σ_n sigmoid(M_n), which turns it into a
+   Deviation: S is divided by the total mask mass Σ_n sigmoid(M_n) (the reference instead
+   squashes it as sigmoid(3·S − 3)), which turns it into a
    per-pixel distribution over C classes + void (same argmax). Without it the sum of 100
    overlapping sigmoids starts far above 1 and a loss on probabilities has no gradient.
 
 Prompt learning (Sec. 3.2, supp. Table 7 "Both"): a CoOp-style learned text context
-(16 tokens at the input layer, N(0, 0.02); the paper initialises it from an offline-learned
-prompt, which needs CLIP's training data — deviation) and an additive visual prompt, one
+(16 tokens at the input layer, N(0, 0.02); the paper initialises it offline as SimBaseline
+does, by learning it on crops of seen-class ground-truth masks of the training set: the
+prompt-learning stage of `zs3 train`, training/prompt_init.py) and an additive visual prompt, one
 learned vector per patch added to the patch embeddings (zero-initialised so training starts
 from plain CLIP). CLIP's own weights stay frozen unless `finetune_vision_blocks` trains the
 last image blocks (a deviation, for small CLIPs without dense alignment).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,12 +41,19 @@ from zs3_core.models.deop.set_criterion import SetCriterionWeights, set_predicti
 from zs3_core.models.prompts import TextDeepPrompts, encode_prompted_classes
 from zs3_core.models.vision_finetuning import unfreeze_last_vision_blocks, vision_lr_scale
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class DeOPOptions:
     """The `model.options` section of a DeOP config (sources in config/models/deop_*.yaml)."""
     proposal_queries: int = 100                      # Sec. 5 implementation details
-    proposal_channels: tuple[int, ...] = (64, 128, 256, 512)
+    proposal_backbone: str = "light_resnet_c"        # or "resnet101c", the paper's (proposals.py)
+    proposal_channels: tuple[int, ...] = (64, 128, 256, 512)   # light_resnet_c only
+    proposal_backbone_weights: Optional[str] = None  # ImageNet ResNet-101(c) file for resnet101c (the
+                                                     # frozen BN statistics come only from it)
+    proposal_backbone_lr_scale: float = 1.0          # MaskFormer: 0.1 for a pre-trained backbone
+    proposal_aux_losses: bool = False                # proposal stage: mask loss on every decoder layer (MaskFormer)
     proposal_hidden_dim: int = 256                   # MaskFormer defaults from here on
     proposal_mask_dim: int = 256
     proposal_decoder_layers: int = 6
@@ -64,6 +74,7 @@ class DeOPOptions:
     no_object_weight: float = 0.1                    # unmatched → void, MaskFormer
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    focal_normalization: str = "present_pairs"       # ZegCLIP's (losses.py); "all_maps": mean over B·C maps
     ignored_as_void: bool = True                     # ignored pixels are void targets of the semantic map
                                                      # (reference code); false leaves them out of it
     finetune_vision_blocks: int = 0                  # last N CLIP image blocks train too (0: frozen, the
@@ -115,7 +126,15 @@ class DeOP(ZeroShotSegmentationModel):
         self.severance = severance_last_layer(vision.layers, opts.severance_alpha)
         self.proposals = MaskProposalNetwork(opts.proposal_queries, opts.proposal_channels, opts.proposal_hidden_dim,
                                              opts.proposal_mask_dim, opts.proposal_decoder_layers,
-                                             opts.proposal_heads, opts.proposal_ffn_dim)
+                                             opts.proposal_heads, opts.proposal_ffn_dim, opts.proposal_backbone)
+        self.proposals_frozen = False
+        self._frozen_proposal_parameters: dict[str, nn.Parameter] = {}
+        if opts.proposal_backbone_weights:
+            from zs3_core.models.deop.backbone_convert import load_backbone_weights
+            load_backbone_weights(self.proposals.backbone, opts.proposal_backbone_weights)
+        elif opts.proposal_backbone == "resnet101c":
+            log.warning("model.options.proposal_backbone_weights is not set: ResNet-101c has RANDOM weights and "
+                        "frozen BN statistics (the paper starts from ImageNet weights)")
         dim = clip.config.embed_dim
         self.anchor_decoder = AnchorHeatmapDecoder(dim, opts.proposal_queries, opts.anchor_decoder_layers,
                                                    opts.anchor_heads, opts.anchor_ffn_dim)
@@ -127,7 +146,31 @@ class DeOP(ZeroShotSegmentationModel):
             self.clip.visual.patch_embed.register_forward_hook(self.visual_prompt.hook)
 
     def lr_scale(self, name: str) -> float:
+        if name.startswith("proposals.backbone."):
+            return self.options.proposal_backbone_lr_scale
         return vision_lr_scale(name, self.options.finetune_lr_scale)
+
+    def freeze_proposals(self) -> None:
+        """DeOP's second stage: the proposal network trained first (mask loss only) is fixed;
+        it gets no gradient, stays in eval mode, and its mask losses are no longer computed.
+        Its parameters still count as learned weights, so checkpoints keep storing them."""
+        self._frozen_proposal_parameters.update({f"proposals.{name}": p for name, p in self.proposals.named_parameters()
+                                                 if p.requires_grad})
+        self.proposals.requires_grad_(False)
+        self.proposals.eval()
+        self.proposals_frozen = True
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """Parameters with gradients, plus the frozen proposal network's learned ones (checkpoints
+        store the same names in both stages; the optimizer skips tensors without a gradient)."""
+        frozen = self._frozen_proposal_parameters
+        return {name: p for name, p in self.named_parameters() if p.requires_grad or name in frozen}
+
+    def train(self, mode: bool = True) -> "DeOP":
+        super().train(mode)
+        if self.proposals_frozen:
+            self.proposals.eval()
+        return self
 
     def encode_classes(self, names: Sequence[str], template: str) -> torch.Tensor:
         """(C, D) normalised text classifiers with the learned context (template "{}.")."""
@@ -190,12 +233,15 @@ class DeOP(ZeroShotSegmentationModel):
                 labelled = (targets != IGNORE_INDEX).unsqueeze(1)
                 semantic, onehot = semantic * labelled, onehot * labelled
                 scale = labelled.numel() / labelled.sum().clamp_min(1)
-            terms["loss_focal"] = scale * probability_focal_loss(semantic, onehot, opts.focal_alpha, opts.focal_gamma)
+            terms["loss_focal"] = scale * probability_focal_loss(semantic, onehot, opts.focal_alpha, opts.focal_gamma,
+                                                                 normalization=opts.focal_normalization)
             terms["loss_dice"] = dice_loss(semantic, onehot)
             loss = loss + opts.focal_weight * terms["loss_focal"] + opts.dice_weight * terms["loss_dice"]
-        if opts.mask_weight or opts.mask_dice_weight or opts.class_weight:
-            weights = SetCriterionWeights(class_weight=opts.class_weight, mask_weight=opts.mask_weight,
-                                          dice_weight=opts.mask_dice_weight, no_object_weight=opts.no_object_weight,
+        mask_weight, mask_dice_weight = (0.0, 0.0) if self.proposals_frozen else (opts.mask_weight,
+                                                                                   opts.mask_dice_weight)
+        if mask_weight or mask_dice_weight or opts.class_weight:
+            weights = SetCriterionWeights(class_weight=opts.class_weight, mask_weight=mask_weight,
+                                          dice_weight=mask_dice_weight, no_object_weight=opts.no_object_weight,
                                           focal_alpha=opts.focal_alpha, focal_gamma=opts.focal_gamma)
             matched = set_prediction_loss(outputs["class_logits"], outputs["masks"], targets, weights)
             loss = loss + matched.pop("loss")

@@ -5,8 +5,9 @@ backbone → pixel decoder (FPN) → per-pixel embeddings F_P at stride 4; a DET
 decoder turns N = 100 learned queries into mask embeddings over the stride-32 features;
 masks M = mask_embed · F_P (MaskFormer, Cheng et al. 2021, Sec. 3.3).
 
-Backbone (deviation, docs/sources.md): the paper uses ResNet-101c (ImageNet
-pre-trained). Here a light ResNet-c of BasicBlocks — the "c" deep stem of three 3×3 convs,
+Backbone: `resnet101c` is the paper's ResNet-101c (`resnet101c.py`; ImageNet weights through
+`backbone_convert.py`). `light_resnet_c` (the synthetic configs, a deviation: CPU budget and no
+pretrained weights for the synthetic world) is a light ResNet-c of BasicBlocks — the "c" deep stem of three 3×3 convs,
 then one BasicBlock per stage at strides 4/8/16/32 with 64/128/256/512 channels — trained
 from scratch, so the whole stream runs on a CPU and needs no extra pretrained weights.
 GroupNorm instead of BatchNorm because per-device batches are small (MaskFormer freezes BN
@@ -115,14 +116,27 @@ class QueryDecoderLayer(nn.Module):
         return self.norm3(q + self.ffn(q))
 
 
+PROPOSAL_BACKBONES = ("light_resnet_c", "resnet101c")
+
+
+def build_proposal_backbone(name: str, channels: tuple[int, ...]) -> nn.Module:
+    """The backbone named by `model.options.proposal_backbone` (`channels`: light ResNet-c only)."""
+    if name == "light_resnet_c":
+        return LightResNetC(channels)
+    if name == "resnet101c":
+        from zs3_core.models.deop.resnet101c import ResNet101C
+        return ResNet101C("deep")
+    raise ValueError(f"model.options.proposal_backbone must be one of {PROPOSAL_BACKBONES}, got {name!r}")
+
+
 class MaskProposalNetwork(nn.Module):
     """(B, 3, S, S) image → (B, N, S/4, S/4) class-agnostic mask logits M."""
 
     def __init__(self, num_queries: int = 100, channels: tuple[int, ...] = (64, 128, 256, 512),
                  hidden_dim: int = 256, mask_dim: int = 256, decoder_layers: int = 6, heads: int = 8,
-                 ffn_dim: int = 2048):
+                 ffn_dim: int = 2048, backbone: str = "light_resnet_c"):
         super().__init__()
-        self.backbone = LightResNetC(channels)
+        self.backbone = build_proposal_backbone(backbone, channels)
         self.pixel_decoder = FPNPixelDecoder(self.backbone.channels, hidden_dim, mask_dim)
         self.input_proj = nn.Conv2d(self.backbone.channels[-1], hidden_dim, 1)
         self.query_feat = nn.Embedding(num_queries, hidden_dim)
@@ -132,7 +146,9 @@ class MaskProposalNetwork(nn.Module):
                                         nn.Linear(hidden_dim, hidden_dim), nn.ReLU(inplace=True),
                                         nn.Linear(hidden_dim, mask_dim))
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, every_layer: bool = False):
+        """Mask logits of the last decoder layer; with `every_layer`, a list with those of every
+        layer, last one last (MaskFormer's deep supervision: one shared mask head)."""
         features = self.backbone(image)
         pixel_embeddings = self.pixel_decoder(features)                   # (B, mask_dim, S/4, S/4)
         memory = self.input_proj(features[-1])                            # (B, hidden, S/32, S/32)
@@ -141,6 +157,11 @@ class MaskProposalNetwork(nn.Module):
         memory = memory.flatten(2).transpose(1, 2)
         q = self.query_feat.weight.unsqueeze(0).expand(b, -1, -1)
         query_pos = self.query_pos.weight.unsqueeze(0).expand(b, -1, -1)
+        per_layer = []
         for layer in self.layers:
             q = layer(q, query_pos, memory, memory_pos)
+            if every_layer:
+                per_layer.append(torch.einsum("bnc,bchw->bnhw", self.mask_embed(q), pixel_embeddings))
+        if every_layer:
+            return per_layer
         return torch.einsum("bnc,bchw->bnhw", self.mask_embed(q), pixel_embeddings)

@@ -46,6 +46,7 @@ class LDVCOptions:
     dice_weight: float = 1.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    focal_normalization: str = "present_pairs"   # ZegCLIP's (losses.py); "all_maps": mean over B·C maps
 
     def __post_init__(self):
         if len(self.tap_layers) != self.decoder_blocks:
@@ -125,7 +126,7 @@ class LDVC(ZeroShotSegmentationModel):
         opts = self.options
         logits = resize_to_target(outputs.float(), targets)
         onehot = one_hot_targets(targets, logits.shape[1])
-        focal = sigmoid_focal_loss(logits, onehot, opts.focal_alpha, opts.focal_gamma)
+        focal = sigmoid_focal_loss(logits, onehot, opts.focal_alpha, opts.focal_gamma, opts.focal_normalization)
         dice = dice_loss(logits.sigmoid(), onehot)
         loss = opts.focal_weight * focal + opts.dice_weight * dice
         return {"loss": loss, "loss_focal": focal.detach(), "loss_dice": dice.detach()}
