@@ -23,7 +23,8 @@ from zs3_core.datasets.transforms import TrainAugmentation
 
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
-# The GZS3 protocol as models.md states it.
+# The standard GZS3 splits (from ZS3Net / SPNet; LDVC and DeOP use them): the unseen classes
+# of VOC and COCO-Stuff.
 VOC_UNSEEN_NAMES = ["pottedplant", "sheep", "sofa", "train", "tvmonitor"]
 COCO_UNSEEN = {19: "cow", 23: "giraffe", 28: "suitcase", 29: "frisbee", 36: "skateboard",
                51: "carrot", 76: "scissors", 88: "cardboard", 94: "clouds", 112: "grass",
