@@ -10,7 +10,7 @@ pixels whose Segmenter label equals eager fp32's, on synthetic scenes with two v
 "objects" (one class per scene object, the structure a trained model gives) and "text-20"
 (20 random text embeddings; tie-prone on random weights, reported for completeness).
 Targets: torch bf16 >= 2.0x fp32 with >= 99% agreement (CPU with native bf16); TensorRT
-fp16 >= 3x eager fp32 on the same GPU with >= 99%.
+fp16 >= 3x eager fp32 on the same GPU with >= 99%. Results: docs/benchmarks.md.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ A synthetic bag is written to a temporary directory; then, round by round in one
 `evaluate_bag` replays it (read, decode, segment, ground-truth matching, metrics; plots
 and report excluded) and the same Segmenter segments the same decoded frames in a plain
 loop. Rounds alternate so machine load hits both alike; the ratio is of the median rounds.
+Results: docs/benchmarks.md.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Do the tiny CLIP's patch features live in the text space, or only its image embedding? (issue 4)
+"""Do the tiny CLIP's patch features live in the text space, or only its image embedding?
 
 DeOP and the training-free baseline classify pooled *patch* features against the text
 embeddings; only LDVC learns a decoder between the two. This classifies every ground-truth
@@ -13,24 +13,9 @@ object of the validation scenes (36 names, "a photo of a {}.") three ways, side 
 Each is reported over all objects and split by scene: objects alone in theirs (1 class) and
 objects among others (2+ classes; objects of one class form one region).
 
-Shipped tiny CLIP (fp32, dense term 1.0), 100 scenes (237 objects; chance 2.8 %): pooled patches
-19.8 % (α = 0 and 1), masked input 92.0 %. Alone in their scene pooled patches get 53.8 %
-(masked input 100 %), among others 15.6 % (91.0 %). Pre-training showed one object per caption,
-so in clutter each patch feature carries its neighbours. A one-off probe (200 scenes, not kept)
-classified each object by a copy of the class token that attends only to the object's patches:
-98.2 % alone, 32.1 % among others; 40.5 % when each object's patches also attend only within
-the object; 90.4 % when the other objects' pixels are set to the mean colour before the stem.
-The mixing happens in the pixels each patch embedding sees (the conv stem's 31-px receptive
-field; objects are 2–4 patches wide and often touch) more than in attention, so masking attention
-by object, which one pass allows, recovers little. DeOP classifies every proposal from one pass
-and meets this (bench/deop_proposal_quality.py).
-
-Earlier CLIPs, 100 scenes, not split (pooled α = 0, α = 1, masked input): without the dense term
-3.4 %, 3.4 %, 86.5 % (initial temperature 0.02) and 7.6 %, 9.7 %, 75.9 % (0.07); with a late
-class token (`vision.class_token_block: 5`, its patch features the class token's view of each
-patch) pooled 22.4 %, masked 65.4 %, but its image embedding learnt slower (probe 64.2 % against
-96.9 %) and its chain gave LDVC hIoU 15.0, DeOP 0.0, baseline 6.4; the dense term pre-trained in
-bf16: 18.6 %, 18.1 %, 91.1 % (its chain: baseline 9.2, LDVC 50.3, DeOP 4.1). None shipped.
+A diagnostic without a target: it shows whether a method that classifies pooled patch
+features (the baseline, DeOP) can work on a given CLIP, and how much clutter costs it.
+Results: docs/benchmarks.md; what they led to: docs/synthetic_world.md.
 
     python bench/clip_dense_alignment.py [--config checkpoints/synthetic/clip_baseline.yaml] [--scenes 100]
 """

@@ -1,4 +1,4 @@
-"""DeOP one pass vs the decoupled multi-pass baseline (DeOP Sec. 5.1, Table 1; issue 3 item 10).
+"""DeOP one pass vs the decoupled multi-pass baseline (DeOP Sec. 5.1, Table 1).
 
 One pass (DeOP): proposal network + ONE CLIP ViT-B/16 pass over the 512×512 image (patch
 severance on the last layer) + anchor heatmap pooling + classification.
@@ -12,6 +12,8 @@ Random weights: speed does not depend on them. On a CPU the per-crop passes can 
 subsampled (`--crops K`) and extrapolated to 100; the output says when it did.
 
     python bench/deop_one_pass.py [--device cuda] [--crops 100] [--repeats 3]
+
+Target: one pass faster than one pass per proposal (the paper's claim). Results: docs/benchmarks.md.
 """
 from __future__ import annotations
 

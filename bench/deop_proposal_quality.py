@@ -1,4 +1,4 @@
-"""Do DeOP's class-agnostic mask proposals find the objects? (issue 4)
+"""Do DeOP's class-agnostic mask proposals find the objects?
 
 DeOP classifies whole proposals, so it can only be as good as its best proposal per object.
 This prints, over validation scenes, the IoU between each ground-truth object (all pixels of
@@ -8,25 +8,9 @@ trained model's error between its two streams with two oracles, as hIoU over all
 ground-truth object masks fed to its classifier as the proposals (how well it classifies),
 and its own proposals each given the class it overlaps most (how well it segments).
 
-Measured on the 2-core CPU, 100 scenes (237 objects), the synthetic DeOP (600 iterations
-from scratch): mean best IoU 0.74 trained against 0.16 untrained (medians 0.78 / 0.15); 0.72
-(median 0.77) with CLIP's last 3 blocks fine-tuned beside the proposals at 0.1x the rate; the
-previous bundle's (1,000 iterations, blocks at the full rate): 0.75 (median 0.78); the
-shipped one (the same on the dense-term CLIP, ignored pixels left out of the semantic loss):
-0.74 (median 0.77); with logit_scale 25 (session 16) 0.74 (median 0.76); with 12.5 and
-severance 0.5 (session 17) 0.74 (median 0.78). Before the proposals had their own matched
-mask losses (set_criterion) they reached only 0.22: a loss on the combined semantic map alone
-gives no query a region of its own.
-DeOP's classification pools CLIP patch features, which the tiny CLIP does not align with
-the text (bench/clip_dense_alignment.py): hIoU 0.7 frozen, 5.9 with 3 blocks fine-tuned at
-0.1x the rate, 32.8 at the full rate, which lets them learn the alignment (47.1 shipped).
-Oracles on the shipped DeOP, 200 scenes (session 19): as trained hIoU 50.1 (seen 51.5, unseen
-48.9); ground-truth masks 46.2 (51.0 / 42.3); ground-truth classes 87.7 (88.2 / 87.2). So the
-proposals would allow ~88 and the classifier holds DeOP back: given perfect masks, 70 % of
-seen-object pixels get the right class and 24 % another seen class (the colour is right, the
-shape wrong); these shares come from the "ground-truth masks" confusion matrix, which the
-script does not print. On 200 training scenes (the config's train split) they are 69 % / 25 %: the classifier underfits its own seen classes, it does not
-overfit them.
+The confusion-matrix shares quoted in docs/synthetic_world.md (how often a perfect mask gets a
+seen class of the same colour) come from the "ground-truth masks" oracle; the script prints hIoU.
+A diagnostic without a target. Results: docs/benchmarks.md.
 
     python bench/deop_proposal_quality.py [--config checkpoints/synthetic/deop.yaml] [--scenes 100]
 (about 15 s for 100 scenes on 2 cores)

@@ -6,6 +6,7 @@ Both are measured in the same process on the same Segmenter instance (CLIP ViT-B
 baseline, random weights), alternating node round trip and direct call frame by frame so
 machine load hits both alike; the ratio of medians is printed. Target: ≤ 1.10 — the node
 (DDS transport both ways, conversion, label/confidence/info publishing) adds at most 10 %.
+Results: docs/benchmarks.md.
 """
 from __future__ import annotations
 

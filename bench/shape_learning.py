@@ -1,4 +1,4 @@
-"""How fast does the tiny CLIP's image tower learn *shape*, next to a small CNN? (issue 4)
+"""How fast does the tiny CLIP's image tower learn *shape*, next to a small CNN?
 
 The synthetic classes are colour × shape. A tiny CLIP with CLIP's patchify stem learnt colour
 but not shape, so LDVC segmented by colour alone. This benchmark trains image classifiers side
@@ -9,18 +9,8 @@ by side with the same data, optimiser and steps, on single-object scenes of the 
 It prints colour and shape accuracy on 256 held-out scenes as training goes, and at the end
 the ratio of shape accuracy above chance (1/6).
 
-Measured on the 2-core CPU, 200 steps × 64 scenes (2.5 min per ViT, 5 min CNN), shape accuracy
-(chance 0.17): patch 0.21, conv 0.31, CNN 0.93; colour 0.98-1.00 for all. Variants tried once
-(not in this script): conv stem with a 30-step warm-up 0.45, with BatchNorm 0.38, with max-pool
-downsampling 0.22 at 100 steps, 8-px patchify 0.17. The conv stem is what pre-training uses now.
-
-Later variants of the `conv` ViT (same protocol, 200 steps; one run each): the mean of the patch
-tokens as the image feature 0.34, their maximum 0.45; a 30-step warm-up 0.42, with lr 3e-3 0.22;
-a CNN-like stem (stride-1 conv + max-pool per stage, 1.8x slower) 0.34, 0.31 with max pooling; two
-convolutions per stage 0.20 at 150 steps. No stem or pooling closes the gap to the CNN: the
-transformer blocks are what learn shape slowly. A 2-layer conv probe on the frozen pre-trained
-tiny CLIP (500 steps) reads the shape of each 16-px cell at 0.42 from its output tokens and 0.48
-from its stem; that is why the seen-class training of LDVC cannot recover shape either.
+About 2.5 min per ViT and 5 min for the CNN at 200 steps × 64 on 2 cores. A diagnostic without a
+target. Results: docs/benchmarks.md; the variants measured with it: docs/synthetic_world.md.
 
     python bench/shape_learning.py [--steps 200] [--batch 64]
 """

@@ -1,4 +1,4 @@
-"""Where do the synthetic-world models lose IoU: the coarse logit grid, colour, or shape? (issue 4)
+"""Where do the synthetic-world models lose IoU: the coarse logit grid, colour, or shape?
 
 Two measurements on the fixed validation scenes, side by side in one run:
   1. **Grid ceiling.** An oracle that knows every pixel's class but can only answer on an
@@ -9,21 +9,8 @@ Two measurements on the fixed validation scenes, side by side in one run:
      predicted class has the right colour word, the right shape word, and both (= pAcc),
      over all labelled pixels and over the unseen classes' pixels.
 
-Measured on the 2-core CPU, 200 scenes (15 s): grid ceiling hIoU 95.5 at 8×8 (the tiny CLIP's
-grid at 128 px) and 98.4 at 16×16, so resolution is not what holds the models back. LDVC pixels
-with the right colour / shape / both: 96.4 / 47.9 / 46.9 % for the bundle of f2e7477 (500
-pre-training steps), 95.8 / 56.2 / 55.2 % for 800 steps (unseen pixels 95.8 / 48.5 / 48.1 %),
-95.9 / 69.9 / 68.9 % for 800 steps from temperature 0.02 (unseen 95.8 / 71.7 / 70.9 %),
-95.8 / 71.6 / 70.5 % with CLIP's last 3 blocks fine-tuned (unseen 95.8 / 73.0 / 72.1 %),
-96.1 / 76.8 / 75.7 % with the decoder's learned logit scale (unseen 96.3 / 77.1 / 76.7 %),
-96.5 / 82.5 / 81.4 % with 4 blocks fine-tuned at the full rate (unseen 96.1 / 81.7 / 80.8 %).
-DeOP: 55.2 / 28.7 / 16.9 % with CLIP frozen, 94.7 / 59.3 / 57.6 % with 3 blocks fine-tuned at the
-full rate (unseen 95.2 / 45.0 / 44.0 %). On the dense-term CLIP (bundle of ee91c83): LDVC
-96.5 / 91.1 / 90.1 % (unseen 96.2 / 90.9 / 90.0 %); DeOP with ignored pixels left out of its
-loss 96.5 / 64.4 / 63.2 % (unseen 94.0 / 62.5 / 60.2 %), with logit_scale 25 (the bundle of
-session 16) 96.7 / 66.9 / 66.2 % (unseen 94.4 / 62.0 / 61.7 %), and with 12.5 and severance 0.5
-(session 17) 97.2 / 69.8 / 69.3 % (unseen 96.5 / 63.5 / 62.9 %).
-Shape is the bottleneck; bench/shape_learning.py shows why the tiny ViT learns it slowly.
+About 15 s for 200 scenes on 2 cores. A diagnostic without a target. Results:
+docs/benchmarks.md; earlier models' numbers: docs/synthetic_world.md.
 
     python bench/synthetic_error_sources.py [--scenes 200] [--configs checkpoints/synthetic/ldvc.yaml ...]
 """

@@ -6,11 +6,9 @@ A 5 Hz camera streams while the operator asks for a vocabulary of `--classes` ne
 (the live-robot case of tests/test_node_vocabulary.py). Rounds alternate between a node
 spun by SingleThreadedExecutor (what `zs3_ros.node.main` uses) and one spun by
 MultiThreadedExecutor, so machine load hits both alike. Printed per executor: the largest
-output gap of each round, the share of rounds over the issue's limit (two input periods),
-and the median encode time. Measured here (2 cores, 6 rounds each, baseline model):
-single-threaded 0.21-0.23 s, 0 of 6 over; multi-threaded 0.22-1.84 s, 1 of 6 over (worst
-8.0x). Before the node moved encoding to its own thread, the multi-threaded executor went
-over in about 4 rounds of 10.
+output gap of each round, the share of rounds over the limit (two input periods, 0.4 s at 5 Hz),
+and the median encode time. Target: no gap over the limit with the single-threaded executor.
+Results: docs/benchmarks.md.
 """
 from __future__ import annotations
 

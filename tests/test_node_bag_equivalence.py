@@ -1,5 +1,5 @@
 """One code path: the same bag frames through the live node and through `bag-eval` give
-identical labels (issue 6). The very bytes stored in the bag are published to the node."""
+identical labels. The very bytes stored in the bag are published to the node."""
 import dataclasses
 
 import numpy as np

@@ -83,6 +83,25 @@ def test_camera_stream_moves_smoothly_and_is_deterministic(world):
     assert any(o.class_id in world.unseen_class_ids for o in frames[0].objects)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_camera_stream_keeps_the_occlusion_limit_the_scenes_are_drawn_with(seed):
+    """Objects bounce off each other instead of drifting over one another: in every frame each
+    object keeps at least 1 - max_occlusion of its drawn area visible, as in still scenes."""
+    from zs3_core.synthetic.shapes import shape_mask
+
+    world = SyntheticWorld(WorldConfig(seed=0, image_size=(128, 128), objects=(3, 4)))
+    keep = 1 - world.config.max_occlusion
+    frames = list(world.camera_stream(40, fps=5, seed=seed))
+    assert len(frames[0].objects) == 4
+    for frame in frames:
+        for obj in frame.objects:
+            drawn = shape_mask(world.config.shapes[obj.class_id % len(world.config.shapes)], obj.center,
+                               obj.size, obj.angle, world.config.image_size).sum()
+            assert obj.visible_pixels >= keep * drawn, (obj.name, obj.visible_pixels, drawn)
+    moved = [np.linalg.norm(np.subtract(b.objects[0].center, a.objects[0].center)) for a, b in zip(frames, frames[1:])]
+    assert sum(step > 0 for step in moved) > len(moved) // 2, "objects keep moving"
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(WorldConfigError, match="scale"):
         WorldConfig(scale=(0.5, 0.2))

@@ -221,7 +221,7 @@ def test_a_model_with_nothing_to_train_is_refused(voc_root, tmp_path):
 
 
 @pytest.mark.skipif(not LDVC_VOC_CONFIG.is_file(),
-                    reason="config/models/ldvc_vitb16_voc.yaml (issue 3, model engineer) not written yet")
+                    reason="config/models/ldvc_vitb16_voc.yaml is missing")
 def test_ldvc_vitb16_voc_config_trains_two_iterations_from_the_command_line(tmp_path):
     """The real paper config, random CLIP weights, fixture data, batch 1, 2 steps on CPU."""
     root = write_voc_root(tmp_path / "voc", train_ids=2, val_ids=1, size=(96, 128))

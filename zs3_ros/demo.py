@@ -1,6 +1,7 @@
 """`make demo`: the live zs3_segmenter node on a synthetic camera stream.
 
-    python -m zs3_ros.demo --out demo_out [--frames 30] [--fps 5] [--config config/segment.yaml]
+    python -m zs3_ros.demo --out demo_out [--seed 0] [--frames 30] [--fps 5] [--config config/segment.yaml]
+                           [--figure docs/demo_overlay.png]
 
 Starts the node in-process with the parameter file (the same path as `ros2 run zs3_ros
 zs3_segmenter --ros-args --params-file ...`), publishes moving coloured shapes over DDS,
@@ -8,13 +9,25 @@ changes the vocabulary once through ~/set_vocabulary half way, and writes what c
 The first vocabulary holds only the synthetic world's seen classes (what its LDVC/DeOP
 configs train on); the second adds the held-out (unseen) classes, and the stream always
 shows one of them, so with trained weights the change is visible as an unseen object
-getting its name.
+getting its name. The shapes move within the world's own rules (no object hides more than
+`max_occlusion` of another; they bounce off each other), so the model sees scenes of the
+distribution it was trained and evaluated on; `--seed` picks another stream.
+
+The score is the mean IoU over every unseen object in view: per frame, the mean over that
+frame's unseen objects; overall, the mean over every (frame, unseen object) pair segmented
+with one vocabulary. Each object's IoU counts every pixel the node labelled with its class
+anywhere in the frame, background included (what a user of ~/labels sees), and is 0 while
+the class is not in the vocabulary.
 
     demo_out/labels/frame_NNN.png   label images as published (mono8/mono16 class ids)
     demo_out/overlay_strip.png      input frames over their overlays, region names, "*" = unseen
     demo_out/frames.jsonl           one line per frame: vocabulary version, classes present,
-                                    IoU of each unseen object against the ground truth, latency
-    demo_out/summary.json           vocabularies, counts, unseen-class IoU before/after, weights note
+                                    IoU of each unseen object and their mean, latency
+    demo_out/summary.json           vocabularies, counts, mean unseen IoU before/after (overall,
+                                    per frame, per class), weights note
+
+`--figure PATH` also writes the overlay strip to PATH (the README figure:
+`python -m zs3_ros.demo --figure docs/demo_overlay.png`).
 """
 from __future__ import annotations
 
@@ -46,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--size", default="256x256", help="frame size HxW")
     parser.add_argument("--config", default=str(ROOT / "config" / "segment.yaml"), help="node parameter file")
     parser.add_argument("--strip", type=int, default=6, help="frames in the overlay strip")
+    parser.add_argument("--seed", type=int, default=0, help="camera stream seed (which objects, how they move)")
+    parser.add_argument("--figure", default=None, help="also write the overlay strip here (e.g. docs/demo_overlay.png)")
     return parser.parse_args(argv)
 
 
@@ -53,7 +68,7 @@ def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     height, width = (int(v) for v in args.size.lower().split("x"))
-    scenes = list(moving_scenes(args.frames, size=(height, width), fps=args.fps))
+    scenes = list(moving_scenes(args.frames, size=(height, width), fps=args.fps, seed=args.seed))
     frames = [scene.image for scene in scenes]
     switch_at = len(frames) // 2
     records, strip = [], []
@@ -97,8 +112,10 @@ def run(args: argparse.Namespace) -> dict:
             info = outputs.info
             present = [name for name, fraction in zip(info.class_names, info.pixel_fraction) if fraction > 0]
             visualize.write_label_png(out / "labels" / f"frame_{i:03d}.png", labels)
+            unseen_iou = unseen_object_iou(scenes[i], labels, info.class_names)
             record.update(published=True, vocabulary_version=info.vocabulary_version, num_classes=len(info.class_names),
-                          classes_present=present, unseen_iou=unseen_object_iou(scenes[i], labels, info.class_names),
+                          classes_present=present, unseen_iou=unseen_iou,
+                          mean_unseen_iou=round(float(np.mean(list(unseen_iou.values()))), 4) if unseen_iou else None,
                           latency_ms=round(info.latency_ms, 2),
                           inference_ms=round(info.inference_ms, 2),
                           round_trip_ms=round((outputs.arrived["labels"] - outputs.published_at) * 1000, 2))
@@ -113,18 +130,23 @@ def run(args: argparse.Namespace) -> dict:
             f.write(json.dumps(record) + "\n")
     if strip:
         visualize.write_rgb_png(out / "overlay_strip.png", np.concatenate(strip, axis=1))
+        if args.figure:
+            visualize.write_rgb_png(Path(args.figure), np.concatenate(strip, axis=1))
     published = [r for r in records if r.get("published")]
     summary = {
         "weights": weights_note or "trained weights",
         "random_weights": bool(weights_note),
+        "stream_seed": args.seed,
         "frames_published": len(frames), "frames_segmented": len(published),
         "node_counters": counters,
         "vocabulary_before": {"version": first.vocabulary_version, "classes": list(first.class_names)},
         "vocabulary_after": {"version": reply.vocabulary_version, "classes": list(reply.class_names),
                              "encode_time_ms": round(reply.encode_time_ms, 1), "requested_at_frame": switch_at},
         "median_latency_ms": float(np.median([r["latency_ms"] for r in published])) if published else None,
-        "unseen_iou": {"before": mean_unseen_iou(published, first.vocabulary_version),
-                       "after": mean_unseen_iou(published, reply.vocabulary_version)},
+        "unseen_iou": {"before": unseen_iou_summary(published, first.vocabulary_version),
+                       "after": unseen_iou_summary(published, reply.vocabulary_version)},
+        "per_frame": [{k: r[k] for k in ("frame", "vocabulary_version", "mean_unseen_iou", "unseen_iou")}
+                      for r in published],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -145,14 +167,25 @@ def unseen_object_iou(scene, labels: np.ndarray, class_names) -> dict[str, float
     return result
 
 
-def mean_unseen_iou(records: list, version: int) -> dict[str, float]:
-    """Per unseen class, the mean IoU over the frames segmented with vocabulary `version`."""
-    values: dict[str, list] = {}
+def unseen_iou_summary(records: list, version: int) -> dict:
+    """The frames segmented with vocabulary `version`: the mean IoU over every (frame, unseen
+    object) pair ("mean"), each frame's mean ("per_frame", frame index -> mean) and each
+    unseen class's mean over the frames that show it ("per_class")."""
+    pairs, per_frame, per_class = [], {}, {}
     for r in records:
-        if r.get("vocabulary_version") == version:
-            for name, iou in r["unseen_iou"].items():
-                values.setdefault(name, []).append(iou)
-    return {name: round(float(np.mean(v)), 4) for name, v in values.items()}
+        if r.get("vocabulary_version") != version or not r["unseen_iou"]:
+            continue
+        per_frame[r["frame"]] = r["mean_unseen_iou"]
+        for name, iou in r["unseen_iou"].items():
+            pairs.append(iou)
+            per_class.setdefault(name, []).append(iou)
+    return {"mean": round(float(np.mean(pairs)), 4) if pairs else None,
+            "objects": len(pairs), "frames": len(per_frame), "per_frame": per_frame,
+            "per_class": {name: round(float(np.mean(v)), 4) for name, v in per_class.items()}}
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def main(argv=None) -> int:
@@ -165,9 +198,15 @@ def main(argv=None) -> int:
     versions = sorted({r for r in [summary["vocabulary_before"]["version"], summary["vocabulary_after"]["version"]]})
     log.info("%d of %d frames segmented, vocabulary versions %s, median latency %.1f ms",
              summary["frames_segmented"], summary["frames_published"], versions, summary["median_latency_ms"] or 0)
-    for name, iou in summary["unseen_iou"]["after"].items():
-        log.info("unseen class %r: IoU %.2f before the vocabulary change, %.2f after", name,
-                 summary["unseen_iou"]["before"].get(name, 0.0), iou)
+    for record in summary["per_frame"]:
+        log.info("frame %3d, vocabulary v%d: mean unseen IoU %s %s", record["frame"], record["vocabulary_version"],
+                 "-" if record["mean_unseen_iou"] is None else f"{record['mean_unseen_iou']:.2f}",
+                 " ".join(f"({name} {iou:.2f})" for name, iou in record["unseen_iou"].items()))
+    before, after = summary["unseen_iou"]["before"], summary["unseen_iou"]["after"]
+    log.info("mean unseen IoU (whole frame, every unseen object in view): %s before the vocabulary change "
+             "(%d objects in %d frames), %s after (%d objects in %d frames)",
+             _fmt(before["mean"]), before["objects"], before["frames"],
+             _fmt(after["mean"]), after["objects"], after["frames"])
     log.info("wrote %s (labels/, overlay_strip.png, frames.jsonl, summary.json)", args.out)
     if summary["random_weights"]:
         log.warning("NOTE: the weights are RANDOM; the labels show the pipeline working, not real segmentation")

@@ -196,11 +196,17 @@ class SyntheticWorld:
 
     def camera_stream(self, num_frames: int, fps: float = 10.0, seed: int = 0,
                       class_ids: Sequence[int] | None = None) -> Iterator[Scene]:
-        """Frames of shapes gliding and turning over a fixed background, bouncing off the edges.
+        """Frames of shapes gliding and turning over a fixed background, bouncing off the
+        edges and off each other.
 
+        Every frame keeps the rule the still scenes are drawn with: no object hides more
+        than `max_occlusion` of an earlier one. A move or turn that would break it is not
+        made; the object bounces back instead (velocity and spin reversed), so the stream
+        stays within the distribution the models were trained and evaluated on.
         Deterministic per (config, seed); `class_ids` picks the classes shown (default: a
-        seeded draw that includes unseen classes when the object count allows, so a demo's
-        vocabulary change has something to find).
+        seeded draw that includes an unseen class when the object count allows, so a demo's
+        vocabulary change has something to find). The first class is placed first; a later
+        one that finds no room within the occlusion limit is left out.
         """
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, 0x5EED, int(seed)])
@@ -209,8 +215,14 @@ class SyntheticWorld:
             count = max(cfg.objects[1], 2)
             unseen = rng.choice(self.unseen_class_ids, size=1).tolist()
             seen = rng.choice(self.seen_class_ids, size=count - 1, replace=False).tolist()
-            class_ids = seen + unseen
-        objs = [self._random_placement(int(c), rng) for c in class_ids]
+            class_ids = unseen + seen
+        objs: list[_Placed] = []
+        for cid in class_ids:
+            for _ in range(4 * _PLACEMENT_TRIES):
+                obj = self._inside_frame(self._random_placement(int(cid), rng))
+                if self._keeps_occlusion_limit(objs + [obj]):
+                    objs.append(obj)
+                    break
         speed = rng.uniform(0.1, 0.3, size=len(objs)) * min(h, w)      # px / s
         heading = rng.uniform(0, 2 * math.pi, size=len(objs))
         velocity = np.stack([speed * np.cos(heading), speed * np.sin(heading)], 1)
@@ -224,11 +236,35 @@ class SyntheticWorld:
                 r = obj.size / 2
                 if not r <= x <= w - r:
                     velocity[i, 0] *= -1
-                    x = min(max(x, r), w - r)
                 if not r <= y <= h - r:
                     velocity[i, 1] *= -1
-                    y = min(max(y, r), h - r)
-                objs[i] = _Placed(obj.class_id, (x, y), obj.size, obj.angle + spin[i] * dt)
+                moved = self._inside_frame(_Placed(obj.class_id, (x, y), obj.size, obj.angle + spin[i] * dt))
+                trial = objs[:i] + [moved] + objs[i + 1:]
+                if self._keeps_occlusion_limit(trial):
+                    objs = trial
+                else:                      # bounce off the object it would hide or be hidden by
+                    velocity[i] *= -1
+                    spin[i] *= -1
+
+    def _inside_frame(self, obj: _Placed) -> _Placed:
+        """`obj` moved so that its circumscribed circle lies inside the image."""
+        h, w = self.config.image_size
+        r = obj.size / 2
+        x, y = (min(max(obj.center[0], r), w - r), min(max(obj.center[1], r), h - r))
+        return _Placed(obj.class_id, (x, y), obj.size, obj.angle)
+
+    def _keeps_occlusion_limit(self, objs: Sequence[_Placed]) -> bool:
+        """True if, painted in this order, no object hides more than `max_occlusion` of an
+        earlier one (the rule `_layout` places still scenes by)."""
+        areas: list[int] = []
+        visible: list[np.ndarray] = []
+        for obj in objs:
+            mask = self._mask(obj)
+            if not self._occlusion_ok(mask, areas, visible):
+                return False
+            visible = [v & ~mask for v in visible] + [mask]
+            areas.append(int(mask.sum()))
+        return True
 
     # -- drawing -----------------------------------------------------------------------
 
