@@ -8,6 +8,9 @@
 # (written only when it finished) is not run again and keeps its recorded minutes and machine.
 # Evaluation (single-scale, then with test-time augmentation) always runs. Start a fresh chain
 # in a fresh OUT_DIR.
+# REUSE_CLIP_FROM=checkpoints/synthetic skips pre-training: the bundle's tiny CLIP, its metrics,
+# config and recorded minutes (timings.tsv) stand in for the pretrain stage. For changes that
+# leave the scene images as they are (pre-training never reads the label maps).
 # Seeds are in the configs (pre-training world seed 1, segmentation world seed 0, train seed 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,14 @@ stage() {  # stage NAME COMMAND...: run unless already done, then record seconds
     echo -e "${name}\t$(( $(date +%s) - start ))\t$(machine)" >> "$OUT/timings.tsv"
 }
 touch "$OUT/timings.tsv"
+if [ -n "${REUSE_CLIP_FROM:-}" ] && ! cut -f1 "$OUT/timings.tsv" | grep -qx pretrain; then
+    mkdir -p "$OUT/pretrain"
+    cp "$REUSE_CLIP_FROM/tiny_clip.safetensors" "$OUT/pretrain/clip.safetensors"
+    cp "$REUSE_CLIP_FROM/metrics_pretrain.json" "$OUT/pretrain/metrics.json"
+    cp "$REUSE_CLIP_FROM/pretrain.yaml" "$OUT/pretrain/config.yaml"
+    grep "^pretrain	" "$REUSE_CLIP_FROM/timings.tsv" >> "$OUT/timings.tsv"
+    echo "[chain] pretrain: reused from $REUSE_CLIP_FROM"
+fi
 sed -i '/^eval\(_tta\)\?\t/d' "$OUT/timings.tsv"   # evaluation always reruns
 CLIP="$OUT/pretrain/clip.safetensors"
 stage pretrain $ZS3 pretrain config/pretrain/tiny_clip_synthetic.yaml --out "$OUT/pretrain"
