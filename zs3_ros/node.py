@@ -48,7 +48,8 @@ from zs3_core.segmenter import Segmenter
 from zs3_ros.conversions import ImageConversionError, compressed_to_rgb, image_to_rgb, numpy_to_image
 from zs3_ros.msg import LabelInfo, SegmentationInfo
 from zs3_ros.output_fields import label_info_fields, segmentation_info_fields
-from zs3_ros.params import ConfigError, NodeConfig, declare_parameters, read_config, resolve_path, updated_config
+from zs3_ros.params import (ConfigError, NodeConfig, declare_parameters, model_threshold, read_config, resolve_path,
+                            updated_config)
 from zs3_ros.qos import input_qos, latched_qos, output_qos
 from zs3_ros.srv import GetVocabulary, SetVocabulary
 
@@ -108,6 +109,7 @@ class SegmenterNode(Node):
         self._config: NodeConfig = read_config(self)
         cfg = self._config
         self._segmenter = segmenter if segmenter is not None else self._load_segmenter(cfg)
+        self._segmenter.background_classes = cfg.background_classes   # the node's parameter decides
         self._backend_name = str(getattr(self._segmenter, "backend_name", cfg.backend))
         # The vocabulary in force: one immutable reference, replaced whole (never patched).
         self._vocabulary = self._segmenter.encode_vocabulary(list(cfg.classes), cfg.prompt_template or None)
@@ -166,7 +168,8 @@ class SegmenterNode(Node):
 
     def _load_segmenter(self, cfg: NodeConfig) -> Any:
         model_config = load_model_config(resolve_path(cfg.model_config, "model_config"))
-        overrides = {"unlabeled_threshold": cfg.unlabeled_threshold}
+        overrides = {"unlabeled_threshold": model_threshold(cfg.unlabeled_threshold),
+                     "background_classes": cfg.background_classes}
         if cfg.input_size:
             overrides["input_size"] = cfg.input_size
         model_config = dataclasses.replace(model_config, **overrides)
@@ -329,7 +332,7 @@ class SegmenterNode(Node):
         return response
 
     def _publish_label_info(self, vocabulary: Any) -> None:
-        fields = label_info_fields(vocabulary, self._config.unlabeled_threshold)
+        fields = label_info_fields(vocabulary, float(getattr(self._segmenter, "unlabeled_threshold", 0.0)))
         colors = [ColorRGBA(r=float(c[0]), g=float(c[1]), b=float(c[2]), a=float(c[3])) for c in fields.pop("rgba")]
         msg = LabelInfo(colors=colors, **fields)
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -344,8 +347,9 @@ class SegmenterNode(Node):
             return SetParametersResult(successful=False, reason=str(err))
         threshold_changed = new_config.unlabeled_threshold != self._config.unlabeled_threshold
         self._config = new_config   # one reference; the worker reads it once per frame
+        self._segmenter.background_classes = new_config.background_classes   # read once per segment()
         if threshold_changed:
-            self._segmenter.unlabeled_threshold = new_config.unlabeled_threshold   # read once per segment()
+            self._segmenter.set_unlabeled_threshold(model_threshold(new_config.unlabeled_threshold))
             self._publish_label_info(self._vocabulary)
         return SetParametersResult(successful=True)
 

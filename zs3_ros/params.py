@@ -16,7 +16,7 @@ from typing import Any, Optional
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 __all__ = ["ConfigError", "NodeConfig", "PARAMETERS", "declare_parameters", "read_config",
-           "updated_config", "resolve_path", "DYNAMIC_PARAMETERS"]
+           "updated_config", "resolve_path", "model_threshold", "DYNAMIC_PARAMETERS"]
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -39,7 +39,8 @@ class NodeConfig:
     input_size: int = 0                       # 0 = the model config's own input size
     classes: tuple[str, ...] = ("red circle", "green square", "blue triangle")
     prompt_template: str = ""          # empty: the model config's template (what it was trained with)
-    unlabeled_threshold: float = 0.0
+    unlabeled_threshold: float = -1.0         # < 0: the model's calibrated open-set threshold (docs/open_set.md)
+    background_classes: tuple[str, ...] = ("background",)   # their pixels are published as unlabeled
     publish_overlay: bool = True
     overlay_alpha: float = 0.5
     qos_reliability: str = "best_effort"      # best_effort = REP 2003 sensor-data QoS
@@ -65,13 +66,20 @@ class NodeConfig:
         _in_range("input_size", self.input_size, 0, 4096)
         if self.input_size and (self.input_size < 32 or self.input_size % 16):
             raise ConfigError(f"input_size must be 0 (the model's) or a multiple of 16 >= 32, got {self.input_size}")
-        if not 0.0 <= self.unlabeled_threshold < 1.0:
-            raise ConfigError(f"unlabeled_threshold must be in [0, 1), got {self.unlabeled_threshold}")
+        if not -1.0 <= self.unlabeled_threshold < 1.0:
+            raise ConfigError(f"unlabeled_threshold must be in [0, 1), or negative for the model's calibrated "
+                              f"threshold, got {self.unlabeled_threshold}")
         _in_range("overlay_alpha", self.overlay_alpha, 0.0, 1.0)
         _in_range("qos_depth", self.qos_depth, 1, 100)
         _in_range("max_rate_hz", self.max_rate_hz, 0.0, 1000.0)
         _in_range("diagnostics_period_s", self.diagnostics_period_s, 0.1, 60.0)
         return self
+
+
+def model_threshold(unlabeled_threshold: float) -> Optional[float]:
+    """The node's unlabeled_threshold as the model config takes it: None (the threshold calibrated
+    with the checkpoint) for a negative value, else the fixed override."""
+    return None if unlabeled_threshold < 0 else float(unlabeled_threshold)
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -104,7 +112,11 @@ _SPEC: dict[str, tuple[int, str, dict, bool]] = {
     "classes": (ParameterType.PARAMETER_STRING_ARRAY, "Initial vocabulary; change it at run time with ~/set_vocabulary", {}, True),
     "prompt_template": (ParameterType.PARAMETER_STRING, "Text prompt with '{}' for the class name; empty = the model config's", {}, True),
     "unlabeled_threshold": (ParameterType.PARAMETER_DOUBLE,
-                            "Pixels whose top probability is below this get the unlabeled value", _float_range(0.0, 1.0), False),
+                            "Pixels whose top probability is below this get the unlabeled value; negative = the "
+                            "threshold calibrated with the model's checkpoint (docs/open_set.md)", _float_range(-1.0, 1.0), False),
+    "background_classes": (ParameterType.PARAMETER_STRING_ARRAY,
+                           "Vocabulary classes meaning 'none of the objects': their pixels are published as the "
+                           "unlabeled value and left out of per-class confidence and shares", {}, False),
     "publish_overlay": (ParameterType.PARAMETER_BOOL, "Publish ~/overlay (computed only while someone subscribes)", {}, False),
     "overlay_alpha": (ParameterType.PARAMETER_DOUBLE, "Opacity of the class colours in ~/overlay", _float_range(0.0, 1.0), False),
     "qos_reliability": (ParameterType.PARAMETER_STRING, "Input subscription reliability (best_effort = sensor-data QoS)",
@@ -155,6 +167,7 @@ def updated_config(config: NodeConfig, parameters: list) -> NodeConfig:
 def _build(values: dict) -> NodeConfig:
     values = dict(values)
     values["classes"] = tuple(str(c) for c in (values.get("classes") or ()))
+    values["background_classes"] = tuple(str(c) for c in (values.get("background_classes") or ()))
     for name in ("unlabeled_threshold", "overlay_alpha", "max_rate_hz", "diagnostics_period_s"):
         values[name] = float(values[name])
     for name in ("input_size", "qos_depth"):
