@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -135,11 +136,16 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", help="trained tensors (default: the config's model.checkpoint)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--write", action="store_true", help="store the calibrated rule in the checkpoint")
+    parser.add_argument("--out", help="also write the rule as JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     segmenter, world = segmenter_for(args.config, args.checkpoint, args.set)
     rule = calibrate(segmenter, world)
-    print(json.dumps(dataclasses.asdict(rule), indent=2))
+    text = json.dumps(dataclasses.asdict(rule), indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
     if args.write:
         if not segmenter.config.checkpoint:
             raise SystemExit("no checkpoint to store the rule in (a training-free model): set "
