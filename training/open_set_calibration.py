@@ -5,8 +5,8 @@ vocabulary that names only part of what is there: of the n object classes presen
 draw of floor(n / 2) stays unnamed, and the vocabulary is the rest plus "background". A
 named-object pixel is kept when it gets some object class; an unnamed-object pixel is
 unlabeled when it gets "background" or scores below the threshold. Sweeping the threshold
-gives the curve and its AUROC; the calibrated threshold is the largest that keeps 95 % of
-named-object pixels (open_set.KEEP_NAMED).
+gives the curve and its AUROC; the calibrated threshold is the largest that keeps 95 % of the
+named-object pixels that "background" leaves (open_set.KEEP_NAMED, open_set.threshold_keeping).
 
 Calibration uses validation scenes 300-499, reports use scenes 0-299, so the operating point
 is never chosen on the scenes it is reported on.
@@ -109,7 +109,7 @@ def measure(segmenter: Segmenter, world: SyntheticWorld, threshold: float) -> di
 
 def calibrate(segmenter: Segmenter, world: SyntheticWorld) -> open_set.OpenSetRule:
     """The rule at the point that keeps open_set.KEEP_NAMED of the named-object pixels of the
-    calibration scenes."""
+    calibration scenes that the background class leaves."""
     scores = half_named_scores(segmenter, world, CALIBRATION_SCENES)
     threshold = open_set.threshold_keeping(scores.named)
     point = scores.operating_point(threshold)

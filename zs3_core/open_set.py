@@ -10,8 +10,8 @@ unlabeled instead (docs/open_set.md):
 2. The open-set rule. A pixel whose top probability (over the whole vocabulary, background
    included) is below a threshold is unlabeled. The threshold is calibrated per model on
    validation scenes whose vocabulary names only half of the objects present, at the point
-   that keeps 95 % of the named-object pixels (the usual OOD operating point, "FPR at 95 %
-   TPR"), and stored with the checkpoint (its `extra` metadata, key "open_set"). A fixed
+   that keeps 95 % of the named-object pixels the background classes leave (the usual OOD
+   operating point, "FPR at 95 % TPR"), and stored with the checkpoint (its `extra` metadata, key "open_set"). A fixed
    `model.unlabeled_threshold` overrides it.
 """
 from __future__ import annotations
@@ -25,7 +25,8 @@ import numpy as np
 DEFAULT_BACKGROUND_CLASSES = ("background",)
 RULE_KEY = "open_set"              # key of the rule in a checkpoint's `extra` metadata
 SCORE = "max_probability"          # the only score the segmenter computes (its confidence image)
-KEEP_NAMED = 0.95                  # the calibrated operating point: share of named-object pixels kept
+KEEP_NAMED = 0.95                  # the calibrated operating point: share of the named-object pixels
+                                   # the background classes leave that the threshold keeps
 
 
 @dataclass(frozen=True)
@@ -140,10 +141,12 @@ def auroc(named: np.ndarray, unnamed: np.ndarray) -> float:
 
 
 def threshold_keeping(named: np.ndarray, share: float = KEEP_NAMED) -> float:
-    """The largest threshold that still keeps `share` of the named-object pixels (0 when the
-    background classes alone already unlabel more than 1 - share of them)."""
+    """The largest threshold that keeps `share` of the named-object pixels the background
+    classes leave (those scoring >= 0): the threshold's own cost, on top of theirs. Border
+    pixels an 8x8-grid model calls background are lost either way; counting them would leave
+    no room for a threshold at all."""
     kept = np.sort(named[named >= 0])
-    drop = int(np.floor((1.0 - share) * len(named))) - int((named < 0).sum())
-    if drop <= 0 or not len(kept):
+    drop = int(np.floor((1.0 - share) * len(kept)))
+    if drop <= 0:
         return 0.0
     return float(min(kept[drop], np.nextafter(1.0, 0.0)))
