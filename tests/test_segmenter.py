@@ -105,7 +105,8 @@ def test_cli_segment_writes_labels_and_overlay(tmp_path):
     subprocess.run([sys.executable, "-m", "zs3.cli", "segment", str(image), "--classes", "red ball, blue box",
                     "--out", str(labels), "--overlay", str(over)], check=True, capture_output=True)
     written = cv2.imread(str(labels), cv2.IMREAD_UNCHANGED)
-    assert written.shape == (60, 80) and written.max() < 2
+    # a class, or unlabeled where the default model's calibrated open-set threshold finds nothing (noise)
+    assert written.shape == (60, 80) and set(np.unique(written).tolist()) <= {0, 1, 255}
     assert cv2.imread(str(over)).shape == (60, 80, 3)
 
 

@@ -52,3 +52,8 @@ def test_the_shipped_model_reproduces_its_recorded_validation_metrics(name):
     for key in SUMMARY:
         assert abs(100 * result.summary[key] - 100 * recorded["summary"][key]) <= 2.0, key
     assert minutes < 3, f"evaluation took {minutes:.1f} min"
+    if "whole_frame" in recorded:   # a bundle trained with "background": what the node publishes
+        whole = result.whole_frame
+        assert whole["threshold_source"].startswith("calibrated"), "the threshold comes from the checkpoint"
+        for key in ("background_unlabeled", "mIoU_unseen"):
+            assert abs(100 * whole[key] - 100 * recorded["whole_frame"][key]) <= 2.0, key

@@ -36,6 +36,8 @@ class DataConfig:
     scale_range: tuple[float, float] = (0.5, 2.0)
     photometric_distortion: bool = True       # off when colour is the class (synthetic world)
     ignore_index: int = 255
+    background: str = "ignore"               # ignore: background pixels are ignore_index (the papers'
+                                              # VOC setting); class: a seen class "background" (synthetic)
     drop_images_without_seen: bool = False   # zsseg/DeOP: true; ZegCLIP/LDVC: false
     eval_mode: str = "slide"                  # slide | whole
     slide_stride: int = 426                   # ZegCLIP: 512 windows, stride 426
@@ -53,6 +55,11 @@ class DataConfig:
             raise ConfigError(f"data.slide_stride must be in 1..crop_size ({self.crop_size}), got {self.slide_stride}")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ConfigError(f"data.scale_range must be [min, max] with 0 < min <= max, got {list(self.scale_range)}")
+        if self.background not in ("ignore", "class"):
+            raise ConfigError(f"data.background must be 'ignore' or 'class', got {self.background!r}")
+        if self.background == "class" and self.dataset != "synthetic":
+            raise ConfigError(f"data.background: class labels the background of the synthetic world only; "
+                              f"{self.dataset} follows its papers, whose readers ignore it")
         if not 0 <= self.ignore_index <= 255:
             raise ConfigError(f"data.ignore_index must be in 0..255, got {self.ignore_index}")
 

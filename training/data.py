@@ -20,7 +20,7 @@ def open_source(data: DataConfig, split: str):
         if unknown:
             raise ConfigError(f"data.synthetic: unknown key(s) {unknown}; known keys are {list(SYNTHETIC_KEYS)}")
         return SyntheticScenes(data.synthetic.get("world"), split, data.synthetic.get(f"{split}_scenes"),
-                               cache=bool(data.synthetic.get("cache_scenes", False)))
+                               cache=bool(data.synthetic.get("cache_scenes", False)), background=data.background)
     if not data.root:
         raise ConfigError(f"data.root is not set: give the {data.dataset} root in the config or "
                           "with --data-root")

@@ -7,6 +7,14 @@ covered by sliding windows (ZegCLIP: 512, stride 426) or one resize (`data.eval_
 optionally also at other scales and mirrored (`eval.test_time_scales`, `eval.test_time_flip`),
 and the averaged scores upsampled back to the label map's size before the argmax. The
 metrics record that protocol, since it changes them.
+
+Where the dataset labels its background as a class ("background" of the synthetic world), the
+model is asked for it like any class, and the GZS3 metrics keep the papers' convention: the
+background pixels are ignored and a "background" prediction on an object is a miss. Beside
+them come the whole-frame numbers a user sees through the segmenter (zs3_core/open_set.py:
+background and low-scoring pixels unlabeled): the share of background pixels left unlabeled,
+and each object class's IoU over the whole frame, where every pixel predicted as the class
+counts, background included.
 """
 from __future__ import annotations
 
@@ -41,13 +49,17 @@ class EvaluationResult:
     summary: dict[str, float]
     num_images: int
     protocol: dict = field(default_factory=dict)   # how the scores were made (`inference_protocol`)
+    whole_frame: dict = field(default_factory=dict)   # with a labelled background: `whole_frame_numbers`
 
     def to_dict(self) -> dict:
         per_class = {name: (None if math.isnan(v) else v) for name, v in zip(self.class_names, self.iou)}
-        return {"dataset": self.dataset, "num_images": self.num_images, "protocol": self.protocol,
-                "summary": {k: (None if math.isnan(v) else v) for k, v in self.summary.items()},
-                "per_class_iou": per_class,
-                "unseen_classes": [self.class_names[i] for i in self.unseen_ids]}
+        out = {"dataset": self.dataset, "num_images": self.num_images, "protocol": self.protocol,
+               "summary": {k: (None if math.isnan(v) else v) for k, v in self.summary.items()},
+               "per_class_iou": per_class,
+               "unseen_classes": [self.class_names[i] for i in self.unseen_ids]}
+        if self.whole_frame:
+            out["whole_frame"] = self.whole_frame
+        return out
 
     def markdown(self) -> str:
         def pct(v):
@@ -61,6 +73,14 @@ class EvaluationResult:
         unseen = set(self.unseen_ids)
         for i, name in enumerate(self.class_names):
             lines.append(f"| {name} | {'unseen' if i in unseen else 'seen'} | {pct(self.iou[i])} |")
+        if self.whole_frame:
+            w = self.whole_frame
+            lines += ["", f"## Whole frame (background unlabeled; open-set threshold {w['threshold']:.3f}, "
+                          f"{w['threshold_source']})", "",
+                      "| background unlabeled | mIoU_seen | mIoU_unseen | object pixels on background |",
+                      "|---|---|---|---|",
+                      f"| {pct(w['background_unlabeled'])} | {pct(w['mIoU_seen'])} | {pct(w['mIoU_unseen'])} | "
+                      f"{pct(w['object_pixels_on_background'])} |"]
         return "\n".join(lines) + "\n"
 
 
@@ -89,14 +109,37 @@ def inference_protocol(run: RunConfig) -> dict:
             "test_time_flip": run.eval.test_time_flip}
 
 
-def predict_labels(predict, image: torch.Tensor, size: tuple[int, int], run: RunConfig) -> torch.Tensor:
-    """(3, H, W) image → (h, w) class ids at the label size `size`: whole or sliding-window
-    inference as `data.eval_mode` says, averaged over the test-time scales and flips of
-    `eval`, scores upsampled bilinearly, then argmax."""
+def predict_with_confidence(predict, image: torch.Tensor, size: tuple[int, int],
+                            run: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, H, W) image → (h, w) class ids and their probabilities at the label size `size`:
+    whole or sliding-window inference as `data.eval_mode` says, averaged over the test-time
+    scales and flips of `eval`, scores upsampled bilinearly, then argmax."""
     probs = augmented_predict(predict, image.unsqueeze(0), run.data.eval_mode, run.data.crop_size,
                               run.data.slide_stride, run.eval.test_time_scales, run.eval.test_time_flip)
     probs = F.interpolate(probs, size=tuple(size), mode="bilinear", align_corners=False)
-    return probs.argmax(1)[0]
+    confidence, labels = probs.max(1)
+    return labels[0], confidence[0]
+
+
+def predict_labels(predict, image: torch.Tensor, size: tuple[int, int], run: RunConfig) -> torch.Tensor:
+    """`predict_with_confidence`'s class ids alone."""
+    return predict_with_confidence(predict, image, size, run)[0]
+
+
+def whole_frame_numbers(frame, gzs3, threshold: float, source: str) -> dict:
+    """What a user sees, from the confusion counts of the open-set rule's output (unlabeled
+    pixels in the 'none' column): background pixels left unlabeled, the object classes' IoU
+    over the whole frame, and the share of object predictions that lie on background."""
+    background = list(gzs3.background_ids)
+    objects = list(gzs3.object_ids)
+    stats = frame.summary(list(gzs3.seen_object_ids), list(gzs3.unseen_ids))
+    on_background = frame.counts[background][:, objects].sum()
+    predicted = frame.counts[:, objects].sum()
+    return {"threshold": float(threshold), "threshold_source": source,
+            "background_unlabeled": float(frame.counts[background, -1].sum() / max(frame.counts[background].sum(), 1)),
+            "mIoU_seen": stats["mIoU_seen"], "mIoU_unseen": stats["mIoU_unseen"],
+            "object_pixels_on_background": float(on_background / max(predicted, 1)),
+            "per_class_iou": {gzs3.class_names[i]: stats["per_class_iou"][gzs3.class_names[i]] for i in objects}}
 
 
 @torch.inference_mode()
@@ -108,6 +151,7 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
     shard=(rank, world) under DDP: each process predicts every world-th image and the
     confusion counts are summed over processes, so all ranks return the full result."""
     from zs3_core.metrics import ConfusionMatrix
+    from zs3_core.open_set import resolve_threshold, unlabel
 
     device = torch.device(device)
     eval_set = evaluation_set(run, split)
@@ -117,6 +161,10 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
     predict = gzs3_predictor(model, run, gzs3, device)
     matrix = ConfusionMatrix(gzs3.num_classes, ignore_index=run.data.ignore_index,
                              class_names=list(gzs3.class_names))
+    frame = ConfusionMatrix(gzs3.num_classes, ignore_index=run.data.ignore_index,
+                            class_names=list(gzs3.class_names))   # after the open-set rule
+    threshold, source = resolve_threshold(run.model.unlabeled_threshold, run.model.checkpoint)
+    background = list(gzs3.background_ids)
     rank, world = shard
     indices = range(rank, len(eval_set), world)
     if progress and rank == 0:
@@ -124,17 +172,27 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
         indices = tqdm(indices, desc="eval", unit="img", dynamic_ncols=True)
     for i in indices:
         image, target = eval_set[i]
-        matrix.update(predict_labels(predict, image.to(device), target.shape, run).cpu(), target)
+        labels, confidence = predict_with_confidence(predict, image.to(device), target.shape, run)
+        labels, confidence = labels.cpu().numpy(), confidence.cpu().numpy()
+        matrix.update(labels, target)
+        if background:
+            frame.update(unlabel(labels, confidence, background, threshold, -1), target)
     model.train(was_training)
     if world > 1:  # DDP: sum the confusion counts of all processes
-        counts = torch.from_numpy(matrix.counts).to(device)
-        dist.all_reduce(counts)
-        matrix.counts[:] = counts.cpu().numpy()
-    stats = matrix.summary(list(gzs3.seen_ids), list(gzs3.unseen_ids))
+        for m in (matrix, frame):
+            counts = torch.from_numpy(m.counts).to(device)
+            dist.all_reduce(counts)
+            m.counts[:] = counts.cpu().numpy()
+    # The GZS3 metrics over the object classes: background targets ignored, its predictions misses
+    scored = matrix.without(background)
+    position = {class_id: k for k, class_id in enumerate(gzs3.object_ids)}
+    stats = scored.summary([position[i] for i in gzs3.seen_object_ids], [position[i] for i in gzs3.unseen_ids])
     summary = {k: float(stats[k]) for k in SUMMARY_KEYS}
-    iou = [float(v) for v in matrix.iou()]
-    return EvaluationResult(gzs3.name, list(gzs3.class_names), list(gzs3.seen_ids),
-                            list(gzs3.unseen_ids), iou, summary, len(eval_set), inference_protocol(run))
+    iou = [float(v) for v in scored.iou()]
+    whole = whole_frame_numbers(frame, gzs3, threshold, source) if background else {}
+    return EvaluationResult(gzs3.name, [gzs3.class_names[i] for i in gzs3.object_ids],
+                            [position[i] for i in gzs3.seen_object_ids], [position[i] for i in gzs3.unseen_ids],
+                            iou, summary, len(eval_set), inference_protocol(run), whole)
 
 
 def write_report(result: EvaluationResult, out_dir: Path) -> dict[str, Path]:

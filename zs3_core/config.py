@@ -141,7 +141,9 @@ class ModelConfig:
     pixel_mean: tuple[float, ...] = IMAGENET_MEAN
     pixel_std: tuple[float, ...] = IMAGENET_STD
     prompt_template: str = "a photo of a {}."
-    unlabeled_threshold: float = 0.0
+    unlabeled_threshold: Optional[float] = None   # None: the open-set threshold calibrated with the
+                                                  # checkpoint (zs3_core/open_set.py); a number overrides it
+    background_classes: tuple[str, ...] = ("background",)   # vocabulary classes published as unlabeled
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -151,7 +153,7 @@ class ModelConfig:
             raise ConfigError("model.pixel_mean and model.pixel_std need 3 values (R, G, B)")
         if "{}" not in self.prompt_template:
             raise ConfigError(f"model.prompt_template must contain '{{}}', got {self.prompt_template!r}")
-        if not 0.0 <= self.unlabeled_threshold < 1.0:
+        if self.unlabeled_threshold is not None and not 0.0 <= self.unlabeled_threshold < 1.0:
             raise ConfigError(f"model.unlabeled_threshold must be in [0, 1), got {self.unlabeled_threshold}")
 
 

@@ -78,6 +78,24 @@ class ConfusionMatrix:
 
     __iadd__ = merge
 
+    def without(self, class_ids: Sequence[int]) -> ConfusionMatrix:
+        """The matrix as if `class_ids` were ignored targets and not classes at all: their rows
+        dropped and their predicted pixels counted as 'none' (misses, nobody's false positive).
+
+        This is how the GZS3 metrics see a labelled background: a model that says
+        "background" on an object pixel misses it, and background pixels are ignored
+        as in the papers, while the full matrix still gives the whole-frame view."""
+        drop = set(int(i) for i in class_ids)
+        keep = [i for i in range(self.num_classes) if i not in drop]
+        if not keep:
+            raise ValueError("cannot leave out every class")
+        names = [self.class_names[i] for i in keep] if self.class_names else None
+        out = ConfusionMatrix(len(keep), self.ignore_index, names)
+        rows = self.counts[keep]
+        out.counts[:, :-1] = rows[:, keep]
+        out.counts[:, -1] = rows.sum(1) - out.counts[:, :-1].sum(1)
+        return out
+
     def iou(self) -> np.ndarray:
         """(K,) float64 IoU per class; NaN where the class is in neither target nor prediction."""
         tp = np.diag(self.matrix).astype(np.float64)

@@ -105,6 +105,23 @@ def read_checkpoint_info(path: PathLike) -> dict[str, Any]:
             "config": yaml.safe_load(metadata["config_yaml"]) or {}}
 
 
+def update_checkpoint_extra(path: PathLike, key: str, value: Any) -> Path:
+    """Set `extra[key] = value` in a checkpoint's metadata (e.g. a rule calibrated after
+    training); tensors, config and step stay as they are. Rewritten atomically."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    metadata = dict(_read_header(path))
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    extra = json.loads(metadata.get("extra", "{}"))
+    extra[key] = value
+    metadata["extra"] = json.dumps(extra)
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return path
+
+
 def _describe_mismatch(path: Path, checkpoint_name: str, model_name: str,
                        stored: dict[str, tuple], wanted: dict[str, tuple], limit: int = 8) -> str:
     missing = sorted(set(wanted) - set(stored))

@@ -23,6 +23,7 @@ import torch
 from zs3_core.backends import ImageBackend, create_backend
 from zs3_core.config import DEFAULT_MODEL_CONFIG, ModelConfig, dataclass_to_dict, load_model_config
 from zs3_core.models import build_model
+from zs3_core.open_set import background_ids, leave_out_background, resolve_threshold
 from zs3_core.preprocess import to_model_input, upsample_probabilities
 from zs3_core.text_cache import TextEmbeddingCache
 from zs3_core.vocabulary import MAX_CLASSES, Vocabulary, VocabularyError
@@ -107,7 +108,10 @@ class Segmenter:
             backend, self.model, device=device, precision=precision)
         self.model_id = model_id or _describe_model(config)
         self.max_classes = max_classes
-        self.unlabeled_threshold = config.unlabeled_threshold
+        # The open-set rule: a fixed model.unlabeled_threshold, else the checkpoint's calibrated one.
+        self.unlabeled_threshold, self.threshold_source = resolve_threshold(config.unlabeled_threshold,
+                                                                            config.checkpoint)
+        self.background_classes = tuple(config.background_classes)
         self.text_cache = TextEmbeddingCache()
         self._versions = itertools.count(1)
         self._encode_lock = threading.Lock()
@@ -125,6 +129,11 @@ class Segmenter:
         model = build_model(model_config).to(device)
         return cls(model, model_config, backend=backend, device=device, precision=precision,
                    model_id=_describe_model(model_config))
+
+    def set_unlabeled_threshold(self, threshold: Optional[float]) -> float:
+        """A fixed open-set threshold, or None for the one calibrated with the checkpoint."""
+        self.unlabeled_threshold, self.threshold_source = resolve_threshold(threshold, self.config.checkpoint)
+        return self.unlabeled_threshold
 
     @property
     def backend_name(self) -> str:
@@ -183,6 +192,10 @@ class Segmenter:
         t2 = time.perf_counter()
         labels, confidence, class_conf, class_frac, unlabeled = postprocess(
             probs, rgb.shape[0], rgb.shape[1], self.unlabeled_threshold)
+        background = background_ids(vocab.names, self.background_classes)
+        if background:   # "none of these" classes: published as unlabeled, out of the per-class summaries
+            labels[np.isin(labels, background)] = unlabeled
+            class_conf, class_frac = leave_out_background(class_conf, class_frac, background)
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
                    "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}

@@ -42,12 +42,14 @@ import numpy as np
 
 from zs3_core import visualize
 from zs3_core.bags.conversions import image_to_numpy
+from zs3_core.synthetic import BACKGROUND_NAME
 from zs3_ros.synthetic_camera import moving_scenes, running_segmenter, world_class_names
 
 log = logging.getLogger("zs3_ros.demo")
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_VOCABULARY = world_class_names(which="seen")      # what the synthetic models train on
-SECOND_VOCABULARY = world_class_names(which="all")      # + the held-out classes
+# "background" is a class the synthetic models train on; the node publishes it as unlabeled
+FIRST_VOCABULARY = world_class_names(which="seen") + [BACKGROUND_NAME]   # what the synthetic models train on
+SECOND_VOCABULARY = world_class_names(which="all") + [BACKGROUND_NAME]   # + the held-out classes
 UNSEEN = world_class_names(which="unseen")
 
 
@@ -154,7 +156,8 @@ def run(args: argparse.Namespace) -> dict:
 
 def unseen_object_iou(scene, labels: np.ndarray, class_names) -> dict[str, float]:
     """IoU of each unseen object in the frame against its ground truth (0 while the class is
-    not in the vocabulary: nothing can be labelled with a name the node was not given)."""
+    not in the vocabulary: nothing can be labelled with a name the node was not given). Every
+    pixel the node labels with the class counts, background included: what a user sees."""
     result = {}
     for cid in scene.class_ids:
         name = SECOND_VOCABULARY[cid]

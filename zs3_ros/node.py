@@ -50,7 +50,8 @@ from zs3_ros.conversions import numpy_to_image
 from zs3_ros.diagnostics import FrameStats, segmentation_status
 from zs3_ros.frame_worker import FrameWorker, ImageMessage
 from zs3_ros.msg import LabelInfo, SegmentationInfo
-from zs3_ros.params import ConfigError, NodeConfig, declare_parameters, read_config, resolve_path, updated_config
+from zs3_ros.params import (ConfigError, NodeConfig, declare_parameters, model_threshold, read_config, resolve_path,
+                            updated_config)
 from zs3_ros.qos import input_qos, latched_qos, output_qos
 from zs3_ros.srv import GetVocabulary, SetVocabulary
 
@@ -87,6 +88,7 @@ class SegmenterNode(Node):
         self._config: NodeConfig = read_config(self)
         cfg = self._config
         self._segmenter = segmenter if segmenter is not None else self._load_segmenter(cfg)
+        self._segmenter.background_classes = cfg.background_classes   # the node's parameter decides
         self._backend_name = str(getattr(self._segmenter, "backend_name", cfg.backend))
         # Why `auto` runs this backend instead of a faster one ("" when it got its first choice).
         self._backend_fallback = str(getattr(getattr(self._segmenter, "backend", None), "fallback", ""))
@@ -148,7 +150,8 @@ class SegmenterNode(Node):
 
     def _load_segmenter(self, cfg: NodeConfig) -> Segmenter:
         model_config = load_model_config(resolve_path(cfg.model_config, "model_config"))
-        overrides = {"unlabeled_threshold": cfg.unlabeled_threshold}
+        overrides = {"unlabeled_threshold": model_threshold(cfg.unlabeled_threshold),
+                     "background_classes": cfg.background_classes}
         if cfg.input_size:
             overrides["input_size"] = cfg.input_size
         model_config = dataclasses.replace(model_config, **overrides)
@@ -274,7 +277,7 @@ class SegmenterNode(Node):
         return _describe_vocabulary(response, vocabulary)
 
     def _publish_label_info(self, vocabulary: EncodedVocabulary) -> None:
-        fields = label_info_fields(vocabulary, self._config.unlabeled_threshold)
+        fields = label_info_fields(vocabulary, float(getattr(self._segmenter, "unlabeled_threshold", 0.0)))
         colors = [ColorRGBA(r=float(c[0]), g=float(c[1]), b=float(c[2]), a=float(c[3])) for c in fields.pop("rgba")]
         msg = LabelInfo(colors=colors, **fields)
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -289,8 +292,9 @@ class SegmenterNode(Node):
             return SetParametersResult(successful=False, reason=str(err))
         threshold_changed = new_config.unlabeled_threshold != self._config.unlabeled_threshold
         self._config = new_config   # one reference; the worker reads it once per frame
+        self._segmenter.background_classes = new_config.background_classes   # read once per segment()
         if threshold_changed:
-            self._segmenter.unlabeled_threshold = new_config.unlabeled_threshold   # read once per segment()
+            self._segmenter.set_unlabeled_threshold(model_threshold(new_config.unlabeled_threshold))
             self._publish_label_info(self._vocabulary)
         return SetParametersResult(successful=True)
 

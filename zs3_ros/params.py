@@ -19,7 +19,7 @@ from zs3_core.backends.base import BACKEND_NAMES, PRECISIONS
 from zs3_core.config import ConfigError, dataclass_from_dict
 
 __all__ = ["ConfigError", "NodeConfig", "PARAMETERS", "declare_parameters", "read_config",
-           "updated_config", "resolve_path", "DYNAMIC_PARAMETERS"]
+           "updated_config", "resolve_path", "model_threshold", "DYNAMIC_PARAMETERS"]
 
 # The node adds 'auto' (chosen with backend auto, or the named backend's usual one).
 NODE_PRECISIONS = ("auto",) + PRECISIONS
@@ -37,7 +37,8 @@ class NodeConfig:
     input_size: int = 0                       # 0 = the model config's own input size
     classes: tuple[str, ...] = ("red circle", "green square", "blue triangle")
     prompt_template: str = ""          # empty: the model config's template (what it was trained with)
-    unlabeled_threshold: float = 0.0
+    unlabeled_threshold: float = -1.0         # < 0: the model's calibrated open-set threshold (docs/open_set.md)
+    background_classes: tuple[str, ...] = ("background",)   # their pixels are published as unlabeled
     publish_overlay: bool = True
     overlay_alpha: float = 0.5
     qos_reliability: str = "best_effort"      # best_effort = REP 2003 sensor-data QoS
@@ -68,8 +69,9 @@ class NodeConfig:
         _in_range("input_size", self.input_size, 0, 4096)
         if self.input_size and (self.input_size < 32 or self.input_size % 16):
             raise ConfigError(f"input_size must be 0 (the model's) or a multiple of 16 >= 32, got {self.input_size}")
-        if not 0.0 <= self.unlabeled_threshold < 1.0:
-            raise ConfigError(f"unlabeled_threshold must be in [0, 1), got {self.unlabeled_threshold}")
+        if not -1.0 <= self.unlabeled_threshold < 1.0:
+            raise ConfigError(f"unlabeled_threshold must be in [0, 1), or negative for the model's calibrated "
+                              f"threshold, got {self.unlabeled_threshold}")
         _in_range("overlay_alpha", self.overlay_alpha, 0.0, 1.0)
         _in_range("qos_depth", self.qos_depth, 1, 100)
         _in_range("max_rate_hz", self.max_rate_hz, 0.0, 1000.0)
@@ -83,6 +85,12 @@ class NodeConfig:
         if self.precision != "auto":
             return self.precision
         return "fp16" if self.backend == "tensorrt" else "fp32"
+
+
+def model_threshold(unlabeled_threshold: float) -> Optional[float]:
+    """The node's unlabeled_threshold as the model config takes it: None (the threshold calibrated
+    with the checkpoint) for a negative value, else the fixed override."""
+    return None if unlabeled_threshold < 0 else float(unlabeled_threshold)
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -116,7 +124,11 @@ _SPEC: dict[str, tuple[int, str, dict, bool]] = {
     "classes": (ParameterType.PARAMETER_STRING_ARRAY, "Initial vocabulary; change it at run time with ~/set_vocabulary", {}, True),
     "prompt_template": (ParameterType.PARAMETER_STRING, "Text prompt with '{}' for the class name; empty = the model config's", {}, True),
     "unlabeled_threshold": (ParameterType.PARAMETER_DOUBLE,
-                            "Pixels whose top probability is below this get the unlabeled value", _float_range(0.0, 1.0), False),
+                            "Pixels whose top probability is below this get the unlabeled value; negative = the "
+                            "threshold calibrated with the model's checkpoint (docs/open_set.md)", _float_range(-1.0, 1.0), False),
+    "background_classes": (ParameterType.PARAMETER_STRING_ARRAY,
+                           "Vocabulary classes meaning 'none of the objects': their pixels are published as the "
+                           "unlabeled value and left out of per-class confidence and shares", {}, False),
     "publish_overlay": (ParameterType.PARAMETER_BOOL, "Publish ~/overlay (computed only while someone subscribes)", {}, False),
     "overlay_alpha": (ParameterType.PARAMETER_DOUBLE, "Opacity of the class colours in ~/overlay", _float_range(0.0, 1.0), False),
     "qos_reliability": (ParameterType.PARAMETER_STRING, "Input subscription reliability (best_effort = sensor-data QoS)",

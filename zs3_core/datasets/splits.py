@@ -52,16 +52,25 @@ COCOSTUFF_UNSEEN = (19, 23, 28, 29, 36, 51, 76, 88, 94, 112, 133, 136, 137, 157,
 
 @dataclass(frozen=True)
 class GZS3Split:
-    """All class names of a dataset and which indices are held out (unseen) in training."""
+    """All class names of a dataset and which indices are held out (unseen) in training.
+
+    `background_ids` are labelled "none of the objects" classes (the synthetic world's
+    "background"): seen in training, so a model learns to say "none of these", but left out
+    of the GZS3 metrics, which keep the papers' convention of ignoring background pixels.
+    """
 
     name: str
     class_names: tuple[str, ...]
     unseen_ids: tuple[int, ...]
+    background_ids: tuple[int, ...] = ()
 
     def __post_init__(self):
-        bad = [i for i in self.unseen_ids if not 0 <= i < len(self.class_names)]
+        bad = [i for i in self.unseen_ids + self.background_ids if not 0 <= i < len(self.class_names)]
         if bad:
-            raise ValueError(f"{self.name}: unseen ids {bad} outside 0..{len(self.class_names) - 1}")
+            raise ValueError(f"{self.name}: class ids {bad} outside 0..{len(self.class_names) - 1}")
+        both = sorted(set(self.unseen_ids) & set(self.background_ids))
+        if both:
+            raise ValueError(f"{self.name}: background classes {both} cannot be unseen")
 
     @property
     def num_classes(self) -> int:
@@ -71,6 +80,17 @@ class GZS3Split:
     def seen_ids(self) -> tuple[int, ...]:
         unseen = set(self.unseen_ids)
         return tuple(i for i in range(self.num_classes) if i not in unseen)
+
+    @property
+    def object_ids(self) -> tuple[int, ...]:
+        """The classes the GZS3 metrics score: every class but the background ones."""
+        background = set(self.background_ids)
+        return tuple(i for i in range(self.num_classes) if i not in background)
+
+    @property
+    def seen_object_ids(self) -> tuple[int, ...]:
+        background = set(self.background_ids)
+        return tuple(i for i in self.seen_ids if i not in background)
 
     @property
     def seen_names(self) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """Procedurally generated world of coloured shapes: scenes, masks, GZS3 split, captions, camera stream."""
 from zs3_core.synthetic.split import CompositionSplit, SplitError, make_split
 from zs3_core.synthetic.world import (
+    BACKGROUND_NAME,
     DEFAULT_COLOURS,
     IGNORE_INDEX,
     Scene,
@@ -10,5 +11,5 @@ from zs3_core.synthetic.world import (
     WorldConfigError,
 )
 
-__all__ = ["CompositionSplit", "DEFAULT_COLOURS", "IGNORE_INDEX", "Scene", "SceneObject",
+__all__ = ["BACKGROUND_NAME", "CompositionSplit", "DEFAULT_COLOURS", "IGNORE_INDEX", "Scene", "SceneObject",
            "SplitError", "SyntheticWorld", "WorldConfig", "WorldConfigError", "make_split"]

@@ -22,6 +22,7 @@ from zs3_core.synthetic.split import CompositionSplit, make_split
 from zs3_core.synthetic.textures import TEXTURES, background
 
 IGNORE_INDEX = 255
+BACKGROUND_NAME = "background"   # the class name datasets give the background when they label it
 
 DEFAULT_COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -142,6 +143,11 @@ class SyntheticWorld:
     @property
     def unseen_class_ids(self) -> tuple[int, ...]:
         return self.split.unseen_ids
+
+    def label_background(self, labels: np.ndarray) -> np.ndarray:
+        """A scene's labels with the background as class `num_classes` (named BACKGROUND_NAME)
+        instead of IGNORE_INDEX: a model trained on it learns to say "none of these objects"."""
+        return np.where(labels == IGNORE_INDEX, np.uint8(self.num_classes), labels).astype(np.uint8)
 
     def class_colour(self, class_id: int) -> tuple[int, int, int]:
         """Nominal RGB of a class (its colour word), for palettes and docs."""
