@@ -23,7 +23,7 @@ import torch
 from zs3_core.backends import ImageBackend, create_backend
 from zs3_core.config import DEFAULT_MODEL_CONFIG, ModelConfig, dataclass_to_dict, load_model_config
 from zs3_core.models import build_model
-from zs3_core.open_set import background_ids, leave_out_background, resolve_threshold
+from zs3_core.open_set import background_ids, leave_out_background, resolve_threshold, unlabel
 from zs3_core.preprocess import to_model_input, upsample_probabilities
 from zs3_core.text_cache import TextEmbeddingCache
 from zs3_core.vocabulary import MAX_CLASSES, Vocabulary, VocabularyError
@@ -194,7 +194,7 @@ class Segmenter:
             probs, rgb.shape[0], rgb.shape[1], self.unlabeled_threshold)
         background = background_ids(vocab.names, self.background_classes)
         if background:   # "none of these" classes: published as unlabeled, out of the per-class summaries
-            labels[np.isin(labels, background)] = unlabeled
+            labels = unlabel(labels, confidence, background, 0.0, unlabeled)   # threshold applied above
             class_conf, class_frac = leave_out_background(class_conf, class_frac, background)
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
