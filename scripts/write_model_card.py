@@ -120,6 +120,19 @@ def open_set_lines(bundle: Path) -> list[str]:
             "|---|---|---|---|---|", *rows]
 
 
+def serving_sizes_sentence(bundle: Path) -> str:
+    """Which input size each model is evaluated (and served) at: its shipped `model.input_size`,
+    beside the training crop where they differ."""
+    parts = []
+    for key, config_name, title in METHODS:
+        config = yaml.safe_load((bundle / config_name).read_text())
+        size, crop = config["model"]["input_size"], config["data"]["crop_size"]
+        trained = f" (trained on {crop}×{crop} crops)" if size != crop and key != "baseline" else ""
+        parts.append(f"{title} {size}×{size}{trained}")
+    return ("Each model sees a scene at the input size it is served at (`model.input_size` of its "
+            "config): " + ", ".join(parts) + " (docs/synthetic_world.md#why-the-shipped-ldvc-is-served-at-192-pixels).")
+
+
 def model_card(bundle: Path) -> str:
     pretrain = json.loads((bundle / "metrics_pretrain.json").read_text())
     timings = [line.split("\t") for line in (bundle / "timings.tsv").read_text().splitlines() if line]
@@ -145,7 +158,7 @@ def model_card(bundle: Path) -> str:
         + ", ".join(json.loads((bundle / "metrics_ldvc.json").read_text())["unseen_classes"]) + ")",
         "",
         "The GZS3 metrics keep the papers' convention: background pixels are ignored, and a "
-        "\"background\" prediction on an object is a miss.",
+        "\"background\" prediction on an object is a miss. " + serving_sizes_sentence(bundle),
         "",
         "| method | mIoU(seen) | mIoU(unseen) | hIoU | pAcc | target |",
         "|---|---|---|---|---|---|",

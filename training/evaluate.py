@@ -109,12 +109,20 @@ def inference_protocol(run: RunConfig) -> dict:
             "test_time_flip": run.eval.test_time_flip}
 
 
+def model_window(run: RunConfig) -> int:
+    """Side of one model input in evaluation. "whole": the image resized to the model's own input
+    size (`model.input_size`), exactly as the `Segmenter` (node, `zs3 segment`) feeds it, so a model
+    served at another size than it was trained at is scored as it is served. "slide": the
+    training crop (`data.crop_size`), the papers' sliding window."""
+    return run.model.input_size if run.data.eval_mode == "whole" else run.data.crop_size
+
+
 def predict_with_confidence(predict, image: torch.Tensor, size: tuple[int, int],
                             run: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(3, H, W) image → (h, w) class ids and their probabilities at the label size `size`:
-    whole or sliding-window inference as `data.eval_mode` says, averaged over the test-time
+    whole or sliding-window inference as `data.eval_mode` says (`model_window`), averaged over the test-time
     scales and flips of `eval`, scores upsampled bilinearly, then argmax."""
-    probs = augmented_predict(predict, image.unsqueeze(0), run.data.eval_mode, run.data.crop_size,
+    probs = augmented_predict(predict, image.unsqueeze(0), run.data.eval_mode, model_window(run),
                               run.data.slide_stride, run.eval.test_time_scales, run.eval.test_time_flip)
     probs = F.interpolate(probs, size=tuple(size), mode="bilinear", align_corners=False)
     confidence, labels = probs.max(1)
@@ -145,8 +153,10 @@ def whole_frame_numbers(frame, gzs3, threshold: float, source: str) -> dict:
 @torch.inference_mode()
 def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str = "cpu",
                    split: Optional[str] = None, progress: bool = True,
-                   shard: tuple[int, int] = (0, 1)) -> EvaluationResult:
-    """Run GZS3 evaluation of `model` on the eval split of `run`.
+                   shard: tuple[int, int] = (0, 1),
+                   images: Optional[range] = None) -> EvaluationResult:
+    """Run GZS3 evaluation of `model` on the eval split of `run` (or on its `images` alone,
+    e.g. held-out validation scenes a setting is chosen on).
 
     shard=(rank, world) under DDP: each process predicts every world-th image and the
     confusion counts are summed over processes, so all ranks return the full result."""
@@ -166,7 +176,8 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
     threshold, source = resolve_threshold(run.model.unlabeled_threshold, run.model.checkpoint)
     background = list(gzs3.background_ids)
     rank, world = shard
-    indices = range(rank, len(eval_set), world)
+    chosen = images if images is not None else range(len(eval_set))
+    indices = chosen[rank::world]
     if progress and rank == 0:
         from tqdm import tqdm
         indices = tqdm(indices, desc="eval", unit="img", dynamic_ncols=True)
@@ -192,7 +203,7 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
     whole = whole_frame_numbers(frame, gzs3, threshold, source) if background else {}
     return EvaluationResult(gzs3.name, [gzs3.class_names[i] for i in gzs3.object_ids],
                             [position[i] for i in gzs3.seen_object_ids], [position[i] for i in gzs3.unseen_ids],
-                            iou, summary, len(eval_set), inference_protocol(run), whole)
+                            iou, summary, len(chosen), inference_protocol(run), whole)
 
 
 def write_report(result: EvaluationResult, out_dir: Path) -> dict[str, Path]:
