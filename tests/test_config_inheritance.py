@@ -32,7 +32,7 @@ LDVC_COCOSTUFF = ModelConfig(
 DIGESTS = {
     "checkpoints/synthetic/clip_baseline.yaml": "f8338691bba9b916",
     "checkpoints/synthetic/deop.yaml": "8e79aa740e14db05",
-    "checkpoints/synthetic/ldvc.yaml": "f49ba95c3c83bf44",
+    "checkpoints/synthetic/ldvc.yaml": "80bcf2bdb53f4a72",
     "checkpoints/synthetic/pretrain.yaml": "0a80584ea3d36f62",
     "config/models/clip_baseline_synthetic.yaml": "a30aaca786248ae3",
     "config/models/clip_baseline_tiny.yaml": "87ec25ea04f3e22e",
