@@ -2,6 +2,7 @@
 
     ros2 launch zs3_ros segment.launch.py image_topic:=/camera/color/image_raw
     ros2 launch zs3_ros segment.launch.py config:=/path/to/params.yaml namespace:=front compressed:=true
+    ros2 launch zs3_ros segment.launch.py cameras:=front,rear,left namespace:=robot
 
 Arguments:
     config       parameters file (default: the package's config/segment.yaml); a file that
@@ -11,6 +12,9 @@ Arguments:
                  `image/compressed` (the image_transport naming)
     compressed   true | false. true: subscribe the compressed stream (overrides the file's
                  input_transport); false: the file's input_transport decides (raw by default)
+    cameras      comma-separated camera names (front,rear,left): one node serves them all
+                 with one batched model and one vocabulary, subscribing `<name>/image` and
+                 publishing `~/<name>/labels` ...; empty (default): the file's `cameras`
 """
 import os
 
@@ -21,7 +25,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-ARGUMENTS = ("config", "namespace", "image_topic", "compressed")
+ARGUMENTS = ("config", "namespace", "image_topic", "compressed", "cameras")
 COMPRESSED_CHOICES = ("true", "false")
 
 
@@ -48,6 +52,12 @@ def input_transport_override(compressed: str) -> list:
     return [{"input_transport": "compressed"}] if compressed == "true" else []
 
 
+def cameras_override(cameras: str) -> list:
+    """The parameters `cameras:=a,b` adds after the file's: nothing when empty."""
+    names = [name.strip() for name in cameras.split(",") if name.strip()]
+    return [{"cameras": names}] if names else []
+
+
 def _segmenter_node(context, *args, **kwargs) -> list:
     config = checked_parameters_file(LaunchConfiguration("config").perform(context))
     compressed = LaunchConfiguration("compressed").perform(context)
@@ -57,7 +67,8 @@ def _segmenter_node(context, *args, **kwargs) -> list:
         executable="zs3_segmenter",
         name="zs3_segmenter",
         namespace=LaunchConfiguration("namespace"),
-        parameters=[config, *input_transport_override(compressed)],
+        parameters=[config, *input_transport_override(compressed),
+                    *cameras_override(LaunchConfiguration("cameras").perform(context))],
         remappings=[("image", image_topic), ("image/compressed", [image_topic, "/compressed"])],
         output="screen",
         emulate_tty=True,
@@ -76,5 +87,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("compressed", default_value="false", choices=list(COMPRESSED_CHOICES),
                               description="true: subscribe to the compressed image stream; "
                                           "false: the parameters file's input_transport"),
+        DeclareLaunchArgument("cameras", default_value="",
+                              description="Comma-separated camera names served by one node (front,rear,left); "
+                                          "empty: the parameters file's cameras"),
         OpaqueFunction(function=_segmenter_node),
     ])

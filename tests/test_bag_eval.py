@@ -188,3 +188,53 @@ def test_corrupt_message_in_sqlite_bag_stops_with_a_clear_error(tmp_path, segmen
             list(iter_messages(source, source.connections))
         finally:
             source.close()
+
+
+def test_several_cameras_are_scored_each_and_overall_like_one_topic_at_a_time(tmp_path, segmenter):
+    """A bag of three cameras (each its own scenes and ground-truth topic): the frames go
+    through segment_batch together, and each camera's scores equal evaluating its topic alone."""
+    bag = write_sample_bag(tmp_path / "three", "mcap", seconds=0.3, image_size=SIZE, world=WORLD,
+                           cameras=["front", "rear", "left"])
+    assert bag.image_topic == ["/front/image_raw", "/rear/image_raw", "/left/image_raw"]
+    calls = []
+    original = segmenter.segment_batch
+
+    def counting(frames, vocabulary=None):
+        calls.append(len(frames))
+        return original(frames, vocabulary=vocabulary)
+
+    segmenter.segment_batch = counting
+    try:
+        together = evaluate_bag(segmenter, options(bag.path, tmp_path / "all", image_topic=bag.image_topic,
+                                                   labels_topic=bag.labels_topic))
+    finally:
+        del segmenter.segment_batch
+    assert calls == [3, 3, 3], "one batch per time step, one frame per camera"
+    metrics = together.metrics
+    assert metrics["frames"] == metrics["frames_scored"] == 9 and set(metrics["per_camera"]) == set(bag.image_topic)
+    for image, labels in zip(bag.image_topic, bag.labels_topic):
+        alone = evaluate_bag(segmenter, options(bag.path, tmp_path / image.strip("/").replace("/", "_"),
+                                                image_topic=image, labels_topic=labels)).metrics
+        camera = metrics["per_camera"][image]
+        assert camera["frames"] == camera["frames_scored"] == alone["frames_scored"] == 3
+        assert camera["aggregate"]["mIoU"] == pytest.approx(alone["aggregate"]["mIoU"], abs=1e-9)
+        assert "per_camera" not in alone
+    assert {r["topic"] for r in metrics["per_frame"]} == set(bag.image_topic)
+
+
+def test_oracle_scores_every_camera_100_percent_and_the_cli_takes_several_topics(tmp_path, segmenter):
+    bag = write_sample_bag(tmp_path / "two", "sqlite3", seconds=0.2, image_size=SIZE, world=WORLD,
+                           cameras=["front", "rear"])
+    frames = list(WORLD.camera_stream(2, fps=10.0, seed=0)) + list(WORLD.camera_stream(2, fps=10.0, seed=1))
+    result = evaluate_bag(OracleSegmenter(frames), options(bag.path, tmp_path / "out", image_topic=bag.image_topic,
+                                                           labels_topic=bag.labels_topic))
+    for camera in result.metrics["per_camera"].values():
+        assert camera["frames_scored"] == 2 and camera["aggregate"]["mIoU"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="2 image topics need 2 labels topics"):
+        evaluate_bag(segmenter, options(bag.path, tmp_path / "bad", image_topic=bag.image_topic,
+                                        labels_topic=bag.labels_topic[:1]))
+    out = tmp_path / "cli"
+    code = zs3(["bag-eval", str(bag.path), "--image-topic", *bag.image_topic, "--labels-topic", *bag.labels_topic,
+                "--out", str(out), "--config", str(REPO_ROOT / "config/models/clip_baseline_tiny.yaml"),
+                "--no-progress"])
+    assert code == 0 and set(json.loads((out / "metrics.json").read_text())["per_camera"]) == set(bag.image_topic)

@@ -143,7 +143,7 @@ def _key(**changes) -> EngineKey:
 CHANGED_FIELDS = {"model_hash": "cd" * 32, "input_size": 640, "min_classes": 2, "opt_classes": 16, "max_classes": 128,
                   "precision": "fp32", "tensorrt_version": "10.7.0", "torch_tensorrt_version": "2.6.0",
                   "torch_version": "2.6.0", "gpu_name": "NVIDIA H100", "compute_capability": "9.0",
-                  "cache_format": 99}
+                  "min_batch": 2, "opt_batch": 4, "max_batch": 4, "cache_format": 99}
 
 
 class CountingBuilder:

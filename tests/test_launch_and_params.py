@@ -130,7 +130,7 @@ def test_launch_file_declares_the_documented_arguments():
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert "generate_launch_description" in functions
     arguments = _launch_arguments(tree)
-    assert set(arguments) == {"config", "namespace", "image_topic", "compressed"}
+    assert set(arguments) == {"config", "namespace", "image_topic", "compressed", "cameras"}
     for name, keywords in arguments.items():
         assert "description" in keywords and "default_value" in keywords, name
     source = LAUNCH_FILE.read_text()
@@ -150,7 +150,7 @@ def _launch_module():
 def test_launch_file_imports_where_launch_ros_exists():
     description = _launch_module().generate_launch_description()
     names = {a.name for a in description.get_launch_arguments()}
-    assert names == {"config", "namespace", "image_topic", "compressed"}
+    assert names == {"config", "namespace", "image_topic", "compressed", "cameras"}
 
 
 def _input_transports(module, compressed: str, config: Path) -> list:
@@ -163,7 +163,7 @@ def _input_transports(module, compressed: str, config: Path) -> list:
 
     context = LaunchContext()
     context.launch_configurations.update(config=str(config), namespace="", image_topic="image",
-                                         compressed=compressed)
+                                         compressed=compressed, cameras="")
     pending, nodes = list(module.generate_launch_description().entities), []
     while pending:
         entity = pending.pop(0)
@@ -202,3 +202,44 @@ def test_parameters_file_that_cannot_be_used_stops_the_launch(tmp_path):
     (tmp_path / "broken.yaml").write_text("/**: {ros__parameters: [unclosed\n")
     with pytest.raises(RuntimeError, match="not valid YAML"):
         check(str(tmp_path / "broken.yaml"))
+
+
+def test_cameras_argument_becomes_the_cameras_parameter():
+    """Parsed without launch_ros: the override the `cameras:=` argument adds after the file."""
+    namespace = {}
+    source = LAUNCH_FILE.read_text()
+    tree = ast.parse(source)
+    [function] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "cameras_override"]
+    exec(compile(ast.Module(body=[function], type_ignores=[]), str(LAUNCH_FILE), "exec"), namespace)
+    assert namespace["cameras_override"]("front, rear,left") == [{"cameras": ["front", "rear", "left"]}]
+    assert namespace["cameras_override"]("") == []
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(cameras=("front", "front")), "cameras must be distinct"),
+    (dict(cameras=("front/left",)), "camera name 'front/left'"),
+    (dict(cameras=("front", "rear"), camera_transports=("raw",)), "camera_transports has 1 entries for 2 cameras"),
+    (dict(cameras=("front",), camera_transports=("h264",)), "camera_transports entry must be one of"),
+])
+def test_camera_parameters_are_checked(change, message):
+    import dataclasses
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(NodeConfig(), **change).validate()
+
+
+def test_an_empty_cameras_list_in_a_file_means_the_single_image_input(context, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    cameras: []\n    camera_transports: []\n")
+    node = make_node(context, "empty_cameras", cli_args=["--ros-args", "--params-file", str(params)])
+    try:
+        config = read_config(node)
+        assert config.cameras == () and config.camera_names == ("",) and config.frames_per_batch == 1
+    finally:
+        node.destroy_node()
+    node = make_node(context, "three_cameras", parameter_overrides=[Parameter("cameras", value=["a", "b", "c"]),
+                                                                    Parameter("batch_size", value=2)])
+    try:
+        config = read_config(node)
+        assert config.cameras == ("a", "b", "c") and config.frames_per_batch == 2
+    finally:
+        node.destroy_node()

@@ -116,6 +116,25 @@ def test_engine_keeps_the_class_count_dynamic_through_save_and_load(stand_in, mo
             torch.testing.assert_close(again(image, embeddings), expected, atol=1e-5, rtol=1e-4)
 
 
+def test_a_multi_camera_engine_has_a_batch_range_in_its_profile_and_its_cache_key(stand_in, model):
+    engine, result = trt.compile_tensorrt(model, "fp32", max_classes=64, device="cpu", max_batch=4)
+    (program, inputs, _), = stand_in.compiled_inputs
+    assert (inputs[0].min_shape[0], inputs[0].opt_shape[0], inputs[0].max_shape[0]) == (1, 4, 4)
+    assert inputs[0].shape is None and result.path.parent.name.endswith("-b1-4-4")
+    key = json.loads((result.path.parent / MANIFEST_FILE).read_text())["key"]
+    assert (key["min_batch"], key["opt_batch"], key["max_batch"]) == (1, 4, 4)
+    for batch in (1, 3, 4):   # the saved and reloaded engine keeps B dynamic
+        image, embeddings = example_inputs(model, 5, seed=batch, batch=batch)
+        with torch.no_grad():
+            torch.testing.assert_close(engine(image, embeddings), model.predict(image, embeddings),
+                                       atol=1e-5, rtol=1e-4)
+    single, single_result = trt.compile_tensorrt(model, "fp32", max_classes=64, device="cpu")
+    assert single_result.built, "a one-frame engine is another cache entry, never the batched one"
+    assert stand_in.compiled_inputs[1][1][0].shape == (1, 3, model.config.input_size, model.config.input_size)
+    backend = create_backend("tensorrt", model, "cpu", "fp32", max_batch=4, max_classes=64)
+    assert backend.max_batch == 4 and not backend.cache_result.built
+
+
 @pytest.mark.parametrize("version, parameters, expected", [
     ("2.6.0", {"use_explicit_typing"}, {"use_explicit_typing": True}),
     ("2.10.0a0", {"use_explicit_typing", "enabled_precisions"}, {"use_explicit_typing": True}),

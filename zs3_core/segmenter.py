@@ -20,7 +20,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from zs3_core.backends import ImageBackend, create_backend
+from zs3_core.backends import BackendError, ImageBackend, create_backend
 from zs3_core.config import DEFAULT_MODEL_CONFIG, ModelConfig, dataclass_to_dict, load_model_config
 from zs3_core.models import build_model
 from zs3_core.open_set import background_ids, leave_out_background, resolve_threshold, unlabel
@@ -68,7 +68,8 @@ class SegmentationResult:
     class_fraction: np.ndarray    # (C,) float32: share of the image labelled with each class
     vocabulary_version: int
     unlabeled_value: int
-    timings: dict = field(default_factory=dict)   # milliseconds: preprocess, model, postprocess, total
+    timings: dict = field(default_factory=dict)   # milliseconds: preprocess, model, postprocess, total;
+                                                  # batch_size: frames that shared the model call
 
 
 def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float):
@@ -99,13 +100,13 @@ class Segmenter:
 
     def __init__(self, model, config: ModelConfig, backend: Union[str, ImageBackend] = "auto", device: str = "cpu",
                  precision: str = "fp32", model_id: Optional[str] = None,
-                 max_classes: int = MAX_CLASSES):
+                 max_classes: int = MAX_CLASSES, max_batch: int = 1):
         self.model = model.eval()
         self.config = config
         self.device = device
         # A ready ImageBackend is taken as is (export verification, benchmarks share one model).
         self.backend = backend if isinstance(backend, ImageBackend) else create_backend(
-            backend, self.model, device=device, precision=precision)
+            backend, self.model, device=device, precision=precision, max_batch=max_batch)
         self.model_id = model_id or _describe_model(config)
         self.max_classes = max_classes
         # The open-set rule: a fixed model.unlabeled_threshold, else the checkpoint's calibrated one.
@@ -120,15 +121,17 @@ class Segmenter:
     @classmethod
     def from_config(cls, config: Union[str, Path, dict, ModelConfig] = DEFAULT_MODEL_CONFIG,
                     checkpoint: Optional[str] = None,
-                    backend: str = "auto", device: str = "cpu", precision: str = "fp32") -> "Segmenter":
+                    backend: str = "auto", device: str = "cpu", precision: str = "fp32",
+                    max_batch: int = 1) -> "Segmenter":
         """Build the configured model with its trained tensors (`checkpoint` if given, else the
-        config's own `model.checkpoint`), pick a backend."""
+        config's own `model.checkpoint`), pick a backend that serves `max_batch` frames per call
+        (an engine's batch range is fixed when it is built; eager torch and ONNX take any)."""
         model_config = load_model_config(config)
         if checkpoint:  # replaces the config's own: loaded once, and part of the model's identity
             model_config = dataclasses.replace(model_config, checkpoint=checkpoint)
         model = build_model(model_config).to(device)
         return cls(model, model_config, backend=backend, device=device, precision=precision,
-                   model_id=_describe_model(model_config))
+                   model_id=_describe_model(model_config), max_batch=max_batch)
 
     def set_unlabeled_threshold(self, threshold: Optional[float]) -> float:
         """A fixed open-set threshold, or None for the one calibrated with the checkpoint."""
@@ -182,26 +185,64 @@ class Segmenter:
 
     def segment(self, rgb: np.ndarray, vocabulary: Optional[EncodedVocabulary] = None) -> SegmentationResult:
         """Label every pixel of an (H, W, 3) uint8 RGB frame with a class of `vocabulary`."""
+        return self.segment_batch([rgb], vocabulary)[0]
+
+    def segment_batch(self, frames: Sequence[np.ndarray],
+                      vocabulary: Optional[EncodedVocabulary] = None) -> list[SegmentationResult]:
+        """Segment several (H, W, 3) uint8 RGB frames of any sizes with ONE model forward.
+
+        Each frame is resized to the model input on its own, so the inputs stack into one
+        (B, 3, S, S) batch; the batch runs once through the backend (one set of weight reads
+        and kernel launches for all frames: what makes several cameras cheaper together than
+        one by one), and each frame's probabilities are post-processed at that frame's own
+        resolution. ``segment(frame)`` is this with one frame, so both give the same labels.
+        Every result carries the batch's model time (``timings["model"]``) and its size
+        (``timings["batch_size"]``).
+        """
         vocab = vocabulary or self._current
         if vocab is None:
             raise VocabularyError("no vocabulary set: call set_vocabulary([...]) first")
+        if not frames:
+            return []
+        self.check_batch_size(len(frames))
         t0 = time.perf_counter()
-        x = to_model_input(rgb, self.config.input_size, self.config.pixel_mean, self.config.pixel_std)
+        x = torch.cat([to_model_input(rgb, self.config.input_size, self.config.pixel_mean, self.config.pixel_std)
+                       for rgb in frames])
         t1 = time.perf_counter()
         probs = self.backend(x, vocab.embeddings).cpu()
         t2 = time.perf_counter()
+        results = []
+        shared = {"preprocess": (t1 - t0) * 1e3 / len(frames), "model": (t2 - t1) * 1e3,
+                  "batch_size": float(len(frames))}
+        for i, rgb in enumerate(frames):
+            start = time.perf_counter()
+            result = self._postprocess_frame(probs[i:i + 1], rgb.shape[0], rgb.shape[1], vocab)
+            post_ms = (time.perf_counter() - start) * 1e3
+            result.timings = {**shared, "postprocess": post_ms,
+                              "total": shared["preprocess"] + shared["model"] + post_ms}
+            results.append(result)
+        return results
+
+    def check_batch_size(self, count: int) -> None:
+        """BackendError unless the backend serves `count` frames in one call (an exported graph
+        or engine may be built for a fixed or bounded batch)."""
+        served = self.backend.max_batch
+        if served is not None and count > served:
+            raise BackendError(f"{count} frames in one batch; the {self.backend.describe()} backend "
+                               f"serves at most {served} (its graph was built for 1..{served})")
+
+    def _postprocess_frame(self, probs: torch.Tensor, height: int, width: int,
+                           vocab: EncodedVocabulary) -> SegmentationResult:
+        """One frame's (1, C, h, w) probabilities → its SegmentationResult at H×W: the open-set
+        threshold, then the background classes published as unlabeled. The single per-frame
+        step after the model, for one frame or a batch alike."""
         labels, confidence, class_conf, class_frac, unlabeled = postprocess(
-            probs, rgb.shape[0], rgb.shape[1], self.unlabeled_threshold)
+            probs, height, width, self.unlabeled_threshold)
         background = background_ids(vocab.names, self.background_classes)
         if background:   # "none of these" classes: published as unlabeled, out of the per-class summaries
             labels = unlabel(labels, confidence, background, 0.0, unlabeled)   # threshold applied above
             class_conf, class_frac = leave_out_background(class_conf, class_frac, background)
-        t3 = time.perf_counter()
-        timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
-                   "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
-        return SegmentationResult(labels, confidence, class_conf, class_frac, vocab.vocabulary_version,
-                                  unlabeled, timings)
-
+        return SegmentationResult(labels, confidence, class_conf, class_frac, vocab.vocabulary_version, unlabeled)
 
 def _describe_model(config: ModelConfig) -> str:
     """Identity of the text side for the embedding cache: config + weight files (path, size, mtime)."""

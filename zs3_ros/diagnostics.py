@@ -1,5 +1,6 @@
 """What the node reports on /diagnostics: frame counters and rates kept by the image path,
-turned into one DiagnosticStatus per period.
+turned into one DiagnosticStatus per period (with several cameras: one per camera, plus
+one for the model they share).
 
 The counters are written by the subscription and the frame worker and read by the timer;
 each field is a single int or a bounded deque, so no lock is needed for a report that is
@@ -47,6 +48,52 @@ class FrameStats:
                 "malformed": self.malformed, "failed": self.failed}
 
 
+@dataclasses.dataclass
+class BatchStats:
+    """The shared model's side of a multi-camera node: how many frames each call took and how
+    long the call ran; written by the worker, read by the timer."""
+
+    batch_sizes: deque = dataclasses.field(default_factory=lambda: deque(maxlen=100))
+    model_ms: deque = dataclasses.field(default_factory=lambda: deque(maxlen=100))
+    batches_total: int = 0
+
+    def add(self, size: int, model_ms: float) -> None:
+        self.batch_sizes.append(size)
+        self.model_ms.append(model_ms)
+        self.batches_total += 1
+
+
+def model_status(name: str, batches: BatchStats, vocabulary: EncodedVocabulary, backend_name: str,
+                 cameras: tuple[str, ...], weights_note: str, backend_fallback: str = "") -> DiagnosticStatus:
+    """The model every camera shares: backend, vocabulary, weights and how full its batches run
+    (WARN while `auto` runs a fallback backend, or on random weights)."""
+    size = statistics.mean(batches.batch_sizes) if batches.batch_sizes else 0.0
+    model = statistics.median(batches.model_ms) if batches.model_ms else 0.0
+    status = DiagnosticStatus(name=name, hardware_id=backend_name, level=DiagnosticStatus.OK,
+                              message=f"{backend_name}: {size:.1f} of {len(cameras)} cameras per batch, "
+                                      f"median model call {model:.0f} ms")
+    if backend_fallback or weights_note:
+        status.level = DiagnosticStatus.WARN
+        status.message += f"; backend fell back to {backend_name}" if backend_fallback else "; random weights"
+    values = {
+        "cameras": ", ".join(cameras),
+        "batches": str(batches.batches_total),
+        "frames_per_batch_mean": f"{size:.2f}",
+        "model_ms_median": f"{model:.1f}",
+        "backend": backend_name,
+        "backend_fallback": backend_fallback,
+        **vocabulary_values(vocabulary),
+        "weights": weights_note or "trained",
+    }
+    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+    return status
+
+
+def vocabulary_values(vocabulary: EncodedVocabulary) -> dict[str, str]:
+    return {"vocabulary_version": str(vocabulary.vocabulary_version),
+            "vocabulary": ", ".join(vocabulary.names[:50]) + (" ..." if len(vocabulary.names) > 50 else "")}
+
+
 def segmentation_status(name: str, stats: FrameStats, vocabulary: EncodedVocabulary, backend_name: str,
                         input_topic: str, weights_note: str, backend_fallback: str = "") -> DiagnosticStatus:
     """One status: WARN without input, ERROR when frames arrive but every one fails, else OK
@@ -77,8 +124,7 @@ def segmentation_status(name: str, stats: FrameStats, vocabulary: EncodedVocabul
         "last_error": stats.last_error,
         "backend": backend_name,
         "backend_fallback": backend_fallback,
-        "vocabulary_version": str(vocabulary.vocabulary_version),
-        "vocabulary": ", ".join(vocabulary.names[:50]) + (" ..." if len(vocabulary.names) > 50 else ""),
+        **vocabulary_values(vocabulary),
         "weights": weights_note or "trained",
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

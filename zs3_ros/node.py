@@ -1,11 +1,17 @@
 """The `zs3_segmenter` node: a thin ROS 2 adapter around ``zs3_core.Segmenter``.
 
+Several cameras (parameter ``cameras``) share the one model, vocabulary and services: each
+camera subscribes ``<name>/image`` and publishes under ``~/<name>/``; the worker segments
+the newest frame of every camera that has one as ONE batch (`Segmenter.segment_batch`).
+
 Concurrency: the executor never runs slow work, so it is a SingleThreadedExecutor.
-- the image subscription only stores the newest message: a frame that arrives before the
-  previous one was taken is counted as dropped, never queued (`frame_worker`);
-- a worker thread takes the newest frame, segments it and publishes every output with
-  the input header; it reads the vocabulary as one immutable ``EncodedVocabulary``
-  reference per frame;
+- each image subscription only stores its camera's newest message: a frame that arrives
+  before the previous one was taken is counted as that camera's drop, never queued
+  (`frame_worker`);
+- a worker thread takes the newest frame of each camera, segments them in one model call
+  and publishes every output on its camera's topics with its input header; it reads the
+  vocabulary as one immutable ``EncodedVocabulary`` reference per batch, so a vocabulary
+  change lands between batches, never inside one;
 - ``~/set_vocabulary`` is an async callback: it hands the names to the vocabulary thread,
   which validates and encodes them while frames keep flowing, swaps the reference between
   two frames and wakes the executor (a guard condition) to send the reply;
@@ -41,14 +47,13 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header
 
 from zs3_core import visualize
-from zs3_core.bags.conversions import compressed_to_rgb, image_to_rgb
 from zs3_core.bags.output_fields import label_info_fields, segmentation_info_fields
 from zs3_core.config import load_model_config
 from zs3_core.segmenter import EncodedVocabulary, SegmentationResult, Segmenter
 from zs3_core.vocabulary import VocabularyError
 from zs3_ros.conversions import numpy_to_image
-from zs3_ros.diagnostics import FrameStats, segmentation_status
-from zs3_ros.frame_worker import FrameWorker, ImageMessage
+from zs3_ros.diagnostics import BatchStats, FrameStats, model_status, segmentation_status
+from zs3_ros.frame_worker import CameraFrame, FrameWorker, ImageMessage
 from zs3_ros.msg import LabelInfo, SegmentationInfo
 from zs3_ros.params import (ConfigError, NodeConfig, declare_parameters, model_threshold, read_config, resolve_path,
                             updated_config)
@@ -74,9 +79,28 @@ class _Throttle:
         return True
 
 
+@dataclasses.dataclass
+class CameraIO:
+    """One camera's input subscription, output publishers and counters. The camera named ""
+    is the single-camera node's: `image` in, `~/labels` etc. out."""
+    name: str
+    subscription: Any
+    labels: Any
+    confidence: Any
+    info: Any
+    overlay: Any
+    stats: FrameStats
+
+    @property
+    def topic(self) -> str:
+        return self.subscription.topic_name
+
+
 class SegmenterNode(Node):
     """Subscribes ``image`` (or ``image/compressed``), publishes labels, confidence, info,
     overlay, label_info and /diagnostics; serves ``~/set_vocabulary`` and ``~/get_vocabulary``.
+    With ``cameras: [front, rear]`` it subscribes ``front/image`` and ``rear/image`` and
+    publishes ``~/front/labels`` … ``~/rear/overlay``; label_info and the services stay shared.
 
     ``segmenter`` may be passed in (an already built ``zs3_core.Segmenter``) by callers that
     share one model between nodes; by default the node builds it from its parameters.
@@ -88,6 +112,7 @@ class SegmenterNode(Node):
         self._config: NodeConfig = read_config(self)
         cfg = self._config
         self._segmenter = segmenter if segmenter is not None else self._load_segmenter(cfg)
+        _check_batch(self._segmenter, cfg)   # refused here, never on a frame
         self._segmenter.background_classes = cfg.background_classes   # the node's parameter decides
         self._backend_name = str(getattr(self._segmenter, "backend_name", cfg.backend))
         # Why `auto` runs this backend instead of a faster one ("" when it got its first choice).
@@ -97,7 +122,7 @@ class SegmenterNode(Node):
         self._weights_note = _weights_note(self._segmenter, cfg)
 
         self._throttle = _Throttle(_WARN_PERIOD_S)
-        self._stats = FrameStats()
+        self._batches = BatchStats()
 
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._set_vocabulary_group = MutuallyExclusiveCallbackGroup()   # one change at a time
@@ -108,22 +133,11 @@ class SegmenterNode(Node):
         self._vocabulary_done = self.create_guard_condition(
             lambda: None, callback_group=MutuallyExclusiveCallbackGroup())
 
-        out_qos = output_qos()
-        self._labels_pub = self.create_publisher(Image, "~/labels", out_qos)
-        self._confidence_pub = self.create_publisher(Image, "~/confidence", out_qos)
-        self._info_pub = self.create_publisher(SegmentationInfo, "~/info", out_qos)
-        self._overlay_pub = self.create_publisher(Image, "~/overlay", out_qos)
         self._label_info_pub = self.create_publisher(LabelInfo, "~/label_info", latched_qos())
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-        qos = input_qos(cfg.qos_reliability, cfg.qos_depth)
-        if cfg.input_transport == "compressed":
-            self._image_sub = self.create_subscription(
-                CompressedImage, "image/compressed", self._on_image, qos, callback_group=self._image_group)
-        else:
-            self._image_sub = self.create_subscription(
-                Image, "image", self._on_image, qos, callback_group=self._image_group)
         self._worker: Optional[FrameWorker] = None
+        self._cameras = {name: self._camera_io(name, cfg.transport_of(i))
+                         for i, name in enumerate(cfg.camera_names)}
 
         self.create_service(SetVocabulary, "~/set_vocabulary", self._on_set_vocabulary,
                             callback_group=self._set_vocabulary_group)
@@ -134,12 +148,15 @@ class SegmenterNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._publish_label_info(self._vocabulary)
-        self._worker = FrameWorker(self._process, self._stats, lambda: self._config.max_rate_hz,
-                                   self._warn_throttled, self._image_sub.topic_name)
+        self._worker = FrameWorker(self._process, {c.name: (c.topic, c.stats) for c in self._cameras.values()},
+                                   lambda: self._config.max_rate_hz, self._warn_throttled, cfg.frames_per_batch)
         self._worker.start()
+        inputs = ", ".join(f"'{c.topic}'" for c in self._cameras.values())
+        batching = f", {cfg.frames_per_batch} frames per model call" if cfg.cameras else ""
         self.get_logger().info(
-            f"ready: backend {self._backend_name}, subscribing "
-            f"'{self._image_sub.topic_name}' ({cfg.input_transport}, {cfg.qos_reliability}, depth {cfg.qos_depth}), "
+            f"ready: backend {self._backend_name}, subscribing {inputs} "
+            f"({cfg.input_transport if not cfg.camera_transports else '/'.join(cfg.camera_transports)}, "
+            f"{cfg.qos_reliability}, depth {cfg.qos_depth}){batching}, "
             f"{len(self._vocabulary.names)} classes (vocabulary v{self._vocabulary.vocabulary_version})")
         if self._weights_note:
             self.get_logger().warning(self._weights_note)
@@ -147,6 +164,28 @@ class SegmenterNode(Node):
             self.get_logger().warning(f"backend {cfg.backend} fell back to {self._backend_name}: {self._backend_fallback}")
 
     # -- set-up -------------------------------------------------------------------------
+
+    def _camera_io(self, name: str, transport: str) -> CameraIO:
+        """Subscription and publishers of camera `name` ("" = the single `image` input)."""
+        prefix = f"{name}/" if name else ""
+        out_qos = output_qos()
+        qos = input_qos(self._config.qos_reliability, self._config.qos_depth)
+
+        def on_image(msg: ImageMessage) -> None:
+            self._on_image(name, msg)
+
+        if transport == "compressed":
+            subscription = self.create_subscription(CompressedImage, f"{prefix}image/compressed", on_image, qos,
+                                                    callback_group=self._image_group)
+        else:
+            subscription = self.create_subscription(Image, f"{prefix}image", on_image, qos,
+                                                    callback_group=self._image_group)
+        return CameraIO(name, subscription,
+                        labels=self.create_publisher(Image, f"~/{prefix}labels", out_qos),
+                        confidence=self.create_publisher(Image, f"~/{prefix}confidence", out_qos),
+                        info=self.create_publisher(SegmentationInfo, f"~/{prefix}info", out_qos),
+                        overlay=self.create_publisher(Image, f"~/{prefix}overlay", out_qos),
+                        stats=FrameStats())
 
     def _load_segmenter(self, cfg: NodeConfig) -> Segmenter:
         model_config = load_model_config(resolve_path(cfg.model_config, "model_config"))
@@ -158,7 +197,8 @@ class SegmenterNode(Node):
         checkpoint = resolve_path(cfg.checkpoint, "checkpoint") if cfg.checkpoint else None
         t0 = time.perf_counter()
         segmenter = Segmenter.from_config(model_config, checkpoint=checkpoint, backend=cfg.backend,
-                                          device=cfg.device, precision=cfg.backend_precision)
+                                          device=cfg.device, precision=cfg.backend_precision,
+                                          max_batch=cfg.frames_per_batch)
         self.get_logger().info(f"loaded {cfg.model_config} in {time.perf_counter() - t0:.1f} s")
         return segmenter
 
@@ -176,38 +216,50 @@ class SegmenterNode(Node):
         """A plain statement when the model runs on random weights; empty otherwise."""
         return self._weights_note
 
-    def frame_counters(self) -> dict[str, int]:
-        """Frames received, published, dropped (superseded before segmentation), malformed, failed."""
-        return self._stats.counters()
+    def frame_counters(self, camera: Optional[str] = None) -> dict[str, int]:
+        """Frames received, published, dropped (superseded before segmentation), malformed,
+        failed: of `camera`, or summed over every camera."""
+        counters = [c.stats.counters() for c in self._cameras.values() if camera is None or c.name == camera]
+        if not counters:
+            raise KeyError(f"no camera {camera!r}; the node serves {list(self._cameras)}")
+        return {key: sum(c[key] for c in counters) for key in counters[0]}
 
     # -- image path ---------------------------------------------------------------------
 
-    def _on_image(self, msg: ImageMessage) -> None:
-        """Keep only the newest frame; the worker segments it. Never blocks on inference."""
+    def _on_image(self, camera: str, msg: ImageMessage) -> None:
+        """Keep only the camera's newest frame; the worker segments it. Never blocks on inference."""
         if self._worker is not None:   # frames that arrive before the node is ready are not counted
-            self._worker.offer(msg)
+            self._worker.offer(camera, msg)
 
-    def _process(self, msg: ImageMessage, received: float) -> None:
-        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
-        vocabulary = self._vocabulary          # one snapshot for the whole frame
+    def _process(self, frames: list[CameraFrame]) -> None:
+        """Segment one batch (the newest frame of each camera) in one model call and publish
+        each result on its camera's topics."""
+        vocabulary = self._vocabulary          # one snapshot for the whole batch
+        results = self._segmenter.segment_batch([f.rgb for f in frames], vocabulary=vocabulary)
+        self._batches.add(len(frames), float(results[0].timings.get("model", 0.0)))
+        for frame, result in zip(frames, results):
+            self._publish(self._cameras[frame.camera], frame, result, vocabulary)
+
+    def _publish(self, camera: CameraIO, frame: CameraFrame, result: SegmentationResult,
+                 vocabulary: EncodedVocabulary) -> None:
         cfg = self._config
-        result = self._segmenter.segment(rgb, vocabulary=vocabulary)
         labels = result.labels
-        header = msg.header
+        header = frame.msg.header
         encoding = "mono8" if labels.dtype == np.uint8 else "mono16"
-        self._labels_pub.publish(numpy_to_image(labels, encoding, header))
-        self._confidence_pub.publish(numpy_to_image(result.confidence.astype(np.float32, copy=False), "32FC1", header))
-        if cfg.publish_overlay and self._overlay_pub.get_subscription_count() > 0:
-            overlay = visualize.overlay(rgb, labels, len(vocabulary.names), result.unlabeled_value, alpha=cfg.overlay_alpha)
-            self._overlay_pub.publish(numpy_to_image(overlay, "rgb8", header))
+        camera.labels.publish(numpy_to_image(labels, encoding, header))
+        camera.confidence.publish(numpy_to_image(result.confidence.astype(np.float32, copy=False), "32FC1", header))
+        if cfg.publish_overlay and camera.overlay.get_subscription_count() > 0:
+            overlay = visualize.overlay(frame.rgb, labels, len(vocabulary.names), result.unlabeled_value,
+                                        alpha=cfg.overlay_alpha)
+            camera.overlay.publish(numpy_to_image(overlay, "rgb8", header))
         inference_ms = float(result.timings.get("total", 0.0))
-        latency_ms = (time.monotonic() - received) * 1000.0
-        self._info_pub.publish(self._info(header, result, vocabulary, latency_ms, inference_ms))
-        now = time.monotonic()
-        self._stats.published.append(now)
-        self._stats.published_total += 1
-        self._stats.latency_ms.append(latency_ms)
-        self._stats.inference_ms.append(inference_ms)
+        latency_ms = (time.monotonic() - frame.received) * 1000.0
+        camera.info.publish(self._info(header, result, vocabulary, latency_ms, inference_ms))
+        stats = camera.stats
+        stats.published.append(time.monotonic())
+        stats.published_total += 1
+        stats.latency_ms.append(latency_ms)
+        stats.inference_ms.append(inference_ms)
 
     def _info(self, header: Header, result: SegmentationResult, vocabulary: EncodedVocabulary,
               latency_ms: float, inference_ms: float) -> SegmentationInfo:
@@ -299,12 +351,18 @@ class SegmenterNode(Node):
         return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:
-        status = segmentation_status(f"{self.get_fully_qualified_name()}: segmentation", self._stats,
-                                     self._vocabulary, self._backend_name, self._image_sub.topic_name,
-                                     self._weights_note, self._backend_fallback)
+        """One status for the single `image` input; with cameras, one per camera and one for
+        the model they share."""
+        node, vocabulary = self.get_fully_qualified_name(), self._vocabulary
+        statuses = [segmentation_status(f"{node}: {camera.name or 'segmentation'}", camera.stats, vocabulary,
+                                        self._backend_name, camera.topic, self._weights_note, self._backend_fallback)
+                    for camera in self._cameras.values()]
+        if self._config.cameras:
+            statuses.append(model_status(f"{node}: model", self._batches, vocabulary, self._backend_name,
+                                         self._config.cameras, self._weights_note, self._backend_fallback))
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [status]
+        array.status = statuses
         self._diagnostics_pub.publish(array)
 
     def _warn_throttled(self, key: str, text: str) -> None:
@@ -331,6 +389,19 @@ def _describe_vocabulary(response: VocabularyReply, vocabulary: EncodedVocabular
     response.class_ids = list(range(len(vocabulary.names)))
     response.class_names = list(vocabulary.names)
     return response
+
+
+def _check_batch(segmenter: Segmenter, cfg: NodeConfig) -> None:
+    """ConfigError at start-up when the backend cannot take the node's batch (an ONNX graph
+    or TensorRT engine built for fewer frames than the cameras configured)."""
+    served = getattr(segmenter.backend, "max_batch", None)
+    wanted = cfg.frames_per_batch
+    if served is not None and wanted > served:
+        raise ConfigError(
+            f"{len(cfg.camera_names)} cameras are segmented {wanted} frames per model call, but the "
+            f"{segmenter.backend_name} backend was built for at most {served} frame(s) per call; set batch_size "
+            f"to {served} (cameras take turns), or export the model with a batch of {wanted} "
+            f"(zs3 export --max-batch {wanted}; ONNX graphs from zs3 export take any batch)")
 
 
 def _weights_note(segmenter: Segmenter, cfg: NodeConfig) -> str:

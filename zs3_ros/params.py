@@ -8,6 +8,7 @@ produce a new ``NodeConfig`` that the node swaps in as one reference.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -25,6 +26,8 @@ __all__ = ["ConfigError", "NodeConfig", "PARAMETERS", "declare_parameters", "rea
 NODE_PRECISIONS = ("auto",) + PRECISIONS
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
+# A camera name becomes one token of its topics (`front/image`, `~/front/labels`).
+CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class NodeConfig:
     qos_reliability: str = "best_effort"      # best_effort = REP 2003 sensor-data QoS
     qos_depth: int = 1
     input_transport: str = "raw"
+    cameras: tuple[str, ...] = ()             # empty: one input `image`; else `<name>/image` per camera
+    camera_transports: tuple[str, ...] = ()   # per camera raw | compressed; empty: input_transport for all
+    batch_size: int = 0                       # most frames per model call; 0 = one per camera
     max_rate_hz: float = 0.0                  # 0 = as fast as frames arrive and inference allows
     diagnostics_period_s: float = 1.0
 
@@ -74,9 +80,40 @@ class NodeConfig:
                               f"threshold, got {self.unlabeled_threshold}")
         _in_range("overlay_alpha", self.overlay_alpha, 0.0, 1.0)
         _in_range("qos_depth", self.qos_depth, 1, 100)
+        self._validate_cameras()
         _in_range("max_rate_hz", self.max_rate_hz, 0.0, 1000.0)
         _in_range("diagnostics_period_s", self.diagnostics_period_s, 0.1, 60.0)
         return self
+
+    def _validate_cameras(self) -> None:
+        for name in self.cameras:
+            if not CAMERA_NAME.match(name):
+                raise ConfigError(f"camera name {name!r} must start with a letter and hold only letters, digits "
+                                  "and '_' (it becomes a topic name: <name>/image, ~/<name>/labels)")
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ConfigError(f"cameras must be distinct, got {list(self.cameras)}")
+        if self.camera_transports:
+            if len(self.camera_transports) != len(self.cameras):
+                raise ConfigError(f"camera_transports has {len(self.camera_transports)} entries for "
+                                  f"{len(self.cameras)} cameras: give one per camera, or none (input_transport for all)")
+            for transport in self.camera_transports:
+                _one_of("camera_transports entry", transport, TRANSPORTS)
+        _in_range("batch_size", self.batch_size, 0, 64)
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        """The cameras the node serves; ("",) for the single `image` input."""
+        return self.cameras or ("",)
+
+    def transport_of(self, index: int) -> str:
+        """raw or compressed for camera `index` of `camera_names`."""
+        return self.camera_transports[index] if self.camera_transports else self.input_transport
+
+    @property
+    def frames_per_batch(self) -> int:
+        """Frames one model call takes: one per camera, or at most `batch_size`."""
+        cameras = len(self.camera_names)
+        return min(self.batch_size, cameras) if self.batch_size else cameras
 
     @property
     def backend_precision(self) -> str:
@@ -136,7 +173,16 @@ _SPEC: dict[str, tuple[int, str, dict, bool]] = {
     "qos_depth": (ParameterType.PARAMETER_INTEGER, "Input subscription history depth (the node keeps only the newest frame)", _int_range(1, 100), True),
     "input_transport": (ParameterType.PARAMETER_STRING, "raw: subscribe 'image'; compressed: subscribe 'image/compressed'",
                         {"additional_constraints": "one of " + ", ".join(TRANSPORTS)}, True),
-    "max_rate_hz": (ParameterType.PARAMETER_DOUBLE, "Upper bound on segmented frames per second; 0 = no limit", _float_range(0.0, 1000.0), False),
+    "cameras": (ParameterType.PARAMETER_STRING_ARRAY,
+                "Camera names served by one model and vocabulary: subscribe <name>/image, publish ~/<name>/labels, "
+                "confidence, info, overlay; empty = the single input 'image'", {}, True),
+    "camera_transports": (ParameterType.PARAMETER_STRING_ARRAY,
+                          "raw or compressed for each camera, in the order of cameras; empty = input_transport for all",
+                          {}, True),
+    "batch_size": (ParameterType.PARAMETER_INTEGER,
+                   "Most camera frames segmented in one model call; 0 = one frame of every camera that has one",
+                   _int_range(0, 64), True),
+    "max_rate_hz": (ParameterType.PARAMETER_DOUBLE, "Upper bound on segmented frames (batches with cameras) per second; 0 = no limit", _float_range(0.0, 1000.0), False),
     "diagnostics_period_s": (ParameterType.PARAMETER_DOUBLE, "Period of /diagnostics", _float_range(0.1, 60.0), True),
 }
 PARAMETERS = tuple(_SPEC)
@@ -149,15 +195,33 @@ def declare_parameters(node: Any, defaults: Optional[NodeConfig] = None) -> None
     for name, (ptype, description, extra, read_only) in _SPEC.items():
         value = getattr(defaults, name)
         if isinstance(value, tuple):
-            value = list(value)
+            # An empty default would be typed as a byte array: declare the type itself instead,
+            # left without a value until a file or override gives one (`_value` reads the default).
+            value = list(value) if value else _parameter_type(ptype)
         descriptor = ParameterDescriptor(name=name, type=ptype, description=description, read_only=read_only, **extra)
         node.declare_parameter(name, value, descriptor)
 
 
+def _parameter_type(ptype: int) -> Any:
+    from rclpy.parameter import Parameter
+    return Parameter.Type(ptype)
+
+
 def read_config(node: Any) -> NodeConfig:
     """The node's current parameter values as a validated NodeConfig."""
-    values = {name: node.get_parameter(name).value for name in PARAMETERS}
-    return _build(values)
+    return _build({name: _value(node, name) for name in PARAMETERS})
+
+
+def _value(node: Any, name: str) -> Any:
+    """A parameter's value; an empty list in a parameters file (`cameras: []`) leaves the
+    parameter without a value in rcl's YAML reader, which means the default here."""
+    try:
+        return node.get_parameter(name).value
+    except Exception as err:   # rclpy's ParameterUninitializedException (not in every distro)
+        if type(err).__name__ != "ParameterUninitializedException":
+            raise
+        value = getattr(NodeConfig(), name)
+        return list(value) if isinstance(value, tuple) else value
 
 
 def updated_config(config: NodeConfig, parameters: list) -> NodeConfig:

@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import rclpy
@@ -90,16 +90,19 @@ class SegmenterClient:
     """Publishes frames to a segmenter node and records its outputs.
 
     ``segmenter`` is the node's fully qualified name (its private topics live under it);
-    ``image_topic`` is the topic the node subscribes to (``image`` unless remapped).
+    ``image_topic`` is the topic the node subscribes to (``image`` unless remapped). For one
+    camera of a multi-camera node, ``camera`` names it: its outputs live under
+    ``<segmenter>/<camera>/`` (the vocabulary services and label_info stay the node's).
     """
 
     KINDS = ("labels", "confidence", "info", "overlay")
 
     def __init__(self, context: Optional[rclpy.context.Context] = None, segmenter: str = "/zs3_segmenter",
                  image_topic: str = "/image", compressed: bool = False, overlay: bool = False,
-                 name: str = "zs3_camera"):
+                 name: str = "zs3_camera", camera: str = ""):
         self.node = rclpy.create_node(name, context=context)
-        self.segmenter = segmenter.rstrip("/")
+        self.services = segmenter.rstrip("/")
+        self.segmenter = f"{self.services}/{camera}" if camera else self.services
         self.compressed = compressed
         self._lock = threading.Condition()
         self.frames: dict[StampKey, FrameOutputs] = {}
@@ -115,9 +118,9 @@ class SegmenterClient:
             self.node.create_subscription(msg_type, f"{self.segmenter}/{kind}", self._recorder(kind), out_qos)
         if overlay:
             self.subscribe_overlay()
-        self.node.create_subscription(LabelInfo, f"{self.segmenter}/label_info", self._on_label_info, latched_qos())
-        self._set_vocabulary = self.node.create_client(SetVocabulary, f"{self.segmenter}/set_vocabulary")
-        self._get_vocabulary = self.node.create_client(GetVocabulary, f"{self.segmenter}/get_vocabulary")
+        self.node.create_subscription(LabelInfo, f"{self.services}/label_info", self._on_label_info, latched_qos())
+        self._set_vocabulary = self.node.create_client(SetVocabulary, f"{self.services}/set_vocabulary")
+        self._get_vocabulary = self.node.create_client(GetVocabulary, f"{self.services}/get_vocabulary")
 
     def subscribe_overlay(self) -> Any:
         return self.node.create_subscription(
@@ -253,26 +256,57 @@ def running_segmenter(parameters: Optional[dict] = None, params_file: Optional[s
     already built ``zs3_core.Segmenter`` instead of loading one from ``model_config``;
     ``executor_type`` is the rclpy executor class that spins both (benchmarks compare them).
     """
+    with _running(parameters, params_file, (), compressed, overlay, connect_timeout, segmenter,
+                  executor_type) as (node, clients):
+        yield node, clients[""]
+
+
+@contextmanager
+def running_cameras(cameras: Sequence[str], parameters: Optional[dict] = None, params_file: Optional[str] = None,
+                    compressed: Union[bool, frozenset] = False, connect_timeout: float = 20.0, segmenter: Any = None):
+    """A zs3_segmenter node serving `cameras` and one SegmenterClient per camera (publishing
+    ``/<camera>/image``, recording ``~/<camera>/…``), spinning in a private rclpy context.
+
+    Yields ``(node, {camera: client})``; `parameters` as for `running_segmenter` (``cameras``
+    is set from `cameras`); `compressed`: for every camera, or the set of cameras that publish
+    compressed frames (the node's ``camera_transports`` must say the same).
+    """
+    parameters = {**(parameters or {}), "cameras": list(cameras)}
+    with _running(parameters, params_file, tuple(cameras), compressed, False, connect_timeout, segmenter,
+                  SingleThreadedExecutor) as (node, clients):
+        yield node, clients
+
+
+@contextmanager
+def _running(parameters: Optional[dict], params_file: Optional[str], cameras: tuple, compressed: Any,
+             overlay: bool, connect_timeout: float, segmenter: Any, executor_type: type):
+    """The node and one client per camera ("" = the single `image` input), spun together."""
     from rclpy.parameter import Parameter
 
     from zs3_ros.node import SegmenterNode
 
     context = rclpy.Context()
     rclpy.init(context=context)
-    node = client = None
+    node = None
+    clients: dict = {}
     try:
         cli_args = ["--ros-args", "--params-file", str(params_file)] if params_file else None
         overrides = [Parameter(k, value=list(v) if isinstance(v, tuple) else v) for k, v in (parameters or {}).items()]
         node = SegmenterNode(segmenter=segmenter, context=context, cli_args=cli_args, parameter_overrides=overrides)
-        client = SegmenterClient(context, segmenter=node.get_fully_qualified_name(), compressed=compressed,
-                                 overlay=overlay)
-        with Spinner(node, client, context=context, executor_type=executor_type):
-            if not client.wait_until_connected(connect_timeout):
-                raise TimeoutError(f"the camera client did not discover {node.get_fully_qualified_name()} "
-                                   f"within {connect_timeout} s")
-            yield node, client
+        for camera in cameras or ("",):
+            clients[camera] = SegmenterClient(
+                context, segmenter=node.get_fully_qualified_name(), overlay=overlay,
+                compressed=camera in compressed if isinstance(compressed, (set, frozenset)) else compressed,
+                image_topic=f"/{camera}/image" if camera else "/image", name=f"zs3_camera_{camera}".rstrip("_"),
+                camera=camera)
+        with Spinner(node, *clients.values(), context=context, executor_type=executor_type):
+            for client in clients.values():
+                if not client.wait_until_connected(connect_timeout):
+                    raise TimeoutError(f"the camera client did not discover {client.segmenter} "
+                                       f"within {connect_timeout} s")
+            yield node, clients
     finally:
-        if client is not None:
+        for client in clients.values():
             client.destroy()
         if node is not None:
             node.destroy_node()

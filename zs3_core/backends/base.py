@@ -16,11 +16,14 @@ class BackendError(RuntimeError):
 
 
 class ImageBackend:
-    """Runs (1, 3, S, S) image + (C, D) class embeddings → (1, C, h, w) float32 probabilities."""
+    """Runs (B, 3, S, S) images + (C, D) class embeddings → (B, C, h, w) float32 probabilities:
+    one vocabulary for a batch of frames (several cameras, one model call)."""
 
     name: str = "?"
     max_classes: Optional[int] = None   # the most classes one call serves (an exported graph's
                                         # profile); None: any number
+    max_batch: Optional[int] = None     # the most frames one call serves (an exported graph or
+                                        # engine built for a bounded batch); None: any number
     fallback: str = ""                  # set by `auto` when a faster backend failed: which and why
 
     def __call__(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:

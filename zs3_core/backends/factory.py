@@ -26,8 +26,8 @@ def create_backend(name: str, model, device: str = "cpu", precision: str = "fp32
                    **options) -> ImageBackend:
     """The backend `name` for `model`; "auto" takes the fastest one available and logs why.
 
-    `options` go to the backend (max_classes, cache_dir, onnx_path); BackendError says why a
-    named backend cannot run here.
+    `options` go to the backend (max_classes, max_batch, cache_dir, onnx_path); BackendError
+    says why a named backend cannot run here.
     """
     if name not in BACKEND_NAMES:
         raise BackendError(f"backend {name!r} is unknown; choose one of {BACKEND_NAMES}")
@@ -39,7 +39,7 @@ def create_backend(name: str, model, device: str = "cpu", precision: str = "fp32
     if name == "tensorrt":
         from zs3_core.backends.tensorrt_backend import TensorRTBackend
         return TensorRTBackend(model, device=device, precision=precision, **options)
-    return TorchBackend(model, device=device, precision=precision)
+    return TorchBackend(model, device=device, precision=precision, max_batch=options.get("max_batch", 1))
 
 
 def _first_that_starts(model, device: str, options: dict) -> ImageBackend:

@@ -43,12 +43,24 @@ def onnxruntime_unavailable_reason(device: str = "cpu") -> Optional[str]:
     return None
 
 
+def fixed_batch(session) -> Optional[int]:
+    """The batch size the graph's `image` input is fixed to, or None when its axis is symbolic."""
+    batch = next(i for i in session.get_inputs() if i.name == "image").shape[0]
+    return batch if isinstance(batch, int) else None
+
+
 class OnnxRuntimeBackend(ImageBackend):
-    """Runs `image_path.onnx` (inputs `image`, `class_embeddings`; output `probabilities`)."""
+    """Runs `image_path.onnx` (inputs `image`, `class_embeddings`; output `probabilities`).
+
+    The graphs `zs3 export` writes take any batch; a graph given as `onnx_path` whose batch
+    axis is a fixed number serves only that many frames per call (`max_batch`), which the
+    node checks against its cameras at start-up. `max_batch` itself is accepted for the
+    common backend signature.
+    """
 
     def __init__(self, model: torch.nn.Module, device: str = "cpu", precision: str = "fp32",
                  max_classes: int = MAX_CLASSES, onnx_path: Optional[str | Path] = None,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, max_batch: int = 1):
         if precision != "fp32":
             raise BackendError(f"the onnxruntime backend runs the fp32 graph, not {precision}; "
                                "for bf16 on CPU use backend 'torch' with precision 'bf16'")
@@ -71,6 +83,7 @@ class OnnxRuntimeBackend(ImageBackend):
         providers = [PROVIDERS[kind]] + (["CPUExecutionProvider"] if kind == "cuda" else [])
         self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         self.path = path
+        self.max_batch = fixed_batch(self.session)
         self.name = f"onnxruntime/fp32/{kind}"
 
     def __call__(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,8 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TorchBackend(ImageBackend):
-    def __init__(self, model: torch.nn.Module, device: str = "cpu", precision: str = "fp32"):
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", precision: str = "fp32", max_batch: int = 1):
+        """`max_batch` is accepted for the common backend signature: eager PyTorch serves any batch."""
         if precision not in PRECISIONS:
             raise BackendError(f"precision {precision!r} is unknown; choose one of {PRECISIONS}")
         self.device = torch.device(device)

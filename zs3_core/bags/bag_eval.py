@@ -1,7 +1,10 @@
 """`zs3 bag-eval`: replay a recorded bag through the node's Segmenter and score it.
 
 The image path is the node's: the same conversions (`zs3_core.bags.conversions`), the same
-`Segmenter.segment` with an immutable vocabulary snapshot, the same output messages. What
+`Segmenter.segment_batch` with an immutable vocabulary snapshot, the same output messages.
+A bag of several cameras (several image topics) is replayed as the multi-camera node runs
+it: consecutive frames of different cameras under one vocabulary go through one batch, and
+each camera is scored against its own ground-truth topic, per camera and overall. What
 bag evaluation adds is ground truth (by header stamp), a vocabulary schedule, metrics
 (`zs3_core.metrics`) and a report. A corrupt bag stops the replay with a `BagReadError`
 but everything scored until then is still written, marked incomplete.
@@ -37,10 +40,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class BagEvalOptions:
     bag: Path
-    image_topic: str
+    image_topic: str | list[str]                # several: one camera each
     out_dir: Path
     schedule: VocabularySchedule
-    labels_topic: str | None = None
+    labels_topic: str | list[str] | None = None  # several: one per image topic, in the same order
     labels_dir: Path | None = None
     gt_class_names: list[str] | None = None     # GT id → name; default: the evaluation classes
     class_map: dict[str, str] = field(default_factory=dict)
@@ -53,6 +56,21 @@ class BagEvalOptions:
     progress: bool = True
     plots: bool = True
 
+    def cameras(self) -> list[tuple[str, str | None]]:
+        """(image topic, its ground-truth topic or None) per camera."""
+        images = [self.image_topic] if isinstance(self.image_topic, str) else list(self.image_topic)
+        labels = self.labels_topic if isinstance(self.labels_topic, (list, tuple)) else [self.labels_topic]
+        if len(images) > 1 and self.labels_topic is not None and len(labels) != len(images):
+            raise ValueError(f"{len(images)} image topics need {len(images)} labels topics (one each, same "
+                             f"order), got {len(labels)}")
+        if len(images) > 1 and self.labels_dir is not None:
+            raise ValueError("--labels-dir pairs label PNGs by stamp for one image topic; give one labels "
+                             "topic per image topic instead")
+        if len(images) > 1 and self.write_bag:
+            raise ValueError("--write-bag writes the single-camera node's topics; evaluate one image topic "
+                             "at a time to write annotated bags")
+        return list(zip(images, labels if len(labels) == len(images) else [labels[0]] * len(images)))
+
 
 @dataclass
 class FrameRecord:
@@ -64,6 +82,7 @@ class FrameRecord:
     inference_ms: float               # inside Segmenter.segment
     miou: float | None = None
     pacc: float | None = None
+    topic: str = ""                   # the camera's image topic
 
 
 @dataclass
@@ -84,6 +103,16 @@ def _storage_of(bag: Path) -> str:
     if is_rosbag1(bag):
         return "ros1"
     return "mcap" if any(Path(bag).glob("*.mcap")) else "sqlite3"
+
+
+class _Camera:
+    """One image topic's scoring: its ground-truth pairing and confusion matrix."""
+
+    def __init__(self, image_topic: str, labels_topic: str | None, num_classes: int, tolerance_ns: int):
+        self.image_topic, self.labels_topic = image_topic, labels_topic
+        self.matcher = StampMatcher(tolerance_ns)
+        self.confusion = ConfusionMatrix(num_classes, ignore_index=IGNORE)
+        self.records: list[FrameRecord] = []
 
 
 class _Pending:
@@ -111,16 +140,20 @@ def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
     vocabularies = [segmenter.encode_vocabulary(list(e.classes), e.template) for e in opts.schedule.entries]
     pred_luts = [classes.prediction_lut(v.names) for v in vocabularies]
     confusion = ConfusionMatrix(len(eval_names), ignore_index=IGNORE, class_names=eval_names)
-    matcher = StampMatcher(opts.stamp_tolerance_ns)
+    cameras = {image: _Camera(image, labels, len(eval_names), opts.stamp_tolerance_ns)
+               for image, labels in opts.cameras()}
+    by_labels = {c.labels_topic: c for c in cameras.values() if c.labels_topic}
     records: list[FrameRecord] = []
     error: BagReadError | None = None
+    # Frames of one batch: one per camera, one vocabulary, at most what the backend serves.
+    served = getattr(getattr(segmenter, "backend", None), "max_batch", None)
+    batch_limit = min(len(cameras), served) if served else len(cameras)
 
     reader = open_bag(opts.bag)
     annotated = None
     try:
-        image_conns = connections_for(reader, opts.image_topic, IMAGE_TYPES + COMPRESSED_TYPES)
-        label_conns = (connections_for(reader, opts.labels_topic, IMAGE_TYPES + COMPRESSED_TYPES)
-                       if opts.labels_topic else [])
+        image_conns = [c for topic in cameras for c in connections_for(reader, topic, IMAGE_TYPES + COMPRESSED_TYPES)]
+        label_conns = [c for topic in by_labels for c in connections_for(reader, topic, IMAGE_TYPES + COMPRESSED_TYPES)]
         label_files = read_labels_dir(opts.labels_dir) if opts.labels_dir else None
         if opts.write_bag:
             storage = opts.write_bag_storage or {"ros1": "mcap"}.get(_storage_of(opts.bag), _storage_of(opts.bag))
@@ -133,7 +166,7 @@ def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
         threshold = float(getattr(segmenter, "unlabeled_threshold", 0.0))
         current = -1
 
-        def score(pending: _Pending, gt: np.ndarray) -> None:
+        def score(camera: _Camera, pending: _Pending, gt: np.ndarray) -> None:
             vocab_names = vocabularies[pending.vocab_index].names
             if gt.shape != pending.labels.shape:
                 raise ValueError(f"ground truth at stamp {pending.record.stamp_ns} is "
@@ -143,34 +176,29 @@ def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
             target = classes.target(gt, vocab_names)
             frame_cm = ConfusionMatrix(len(eval_names), ignore_index=IGNORE).update(pred, target)
             confusion.merge(frame_cm)
+            camera.confusion.merge(frame_cm)
             if frame_cm.counts.sum():
                 pending.record.miou = frame_cm.summary()["mIoU"]
                 pending.record.pacc = frame_cm.pixel_accuracy()
 
-        from tqdm import tqdm
-        bar = tqdm(total=total, unit="frame", desc="bag-eval", disable=not opts.progress)
-        loop_start = time.perf_counter()
-        try:
-            for message in iter_messages(reader, image_conns + label_conns):
-                if message.topic == opts.labels_topic:
-                    pair = matcher.add_labels(stamp_ns(message.msg), decode_label_image(message))
-                    if pair:
-                        score(*pair)
-                    continue
-                if opts.max_frames and len(records) >= opts.max_frames:
-                    if not label_conns:
-                        break
-                    continue
-                t0 = time.perf_counter()
-                rgb = decode_rgb(message)
-                bag_time = (message.log_time_ns - start_ns) / 1e9
-                vi = opts.schedule.index_at(bag_time)
-                result = segmenter.segment(rgb, vocabulary=vocabularies[vi])
-                latency = (time.perf_counter() - t0) * 1e3
+        batch: list[tuple[Any, np.ndarray, float, float]] = []   # (message, rgb, bag time, t0)
+
+        def segment_batch() -> None:
+            """Segment the batch in one call; record, write and pair each frame."""
+            nonlocal current
+            if not batch:
+                return
+            vi = opts.schedule.index_at(batch[0][2])
+            results = _segment_batch(segmenter, [rgb for _, rgb, _, _ in batch], vocabularies[vi])
+            done = time.perf_counter()
+            for (message, rgb, bag_time, t0), result in zip(batch, results):
+                camera = cameras[message.topic]
+                latency = (done - t0) * 1e3
                 stamp = stamp_ns(message.msg)
                 record = FrameRecord(len(records), stamp, bag_time, vocabularies[vi].vocabulary_version, latency,
-                                     float(result.timings.get("total", 0.0)))
+                                     float(result.timings.get("total", 0.0)), topic=message.topic)
                 records.append(record)
+                camera.records.append(record)
                 if annotated is not None:
                     if vi != current:
                         annotated.write_label_info(message.log_time_ns, vocabularies[vi], threshold)
@@ -181,21 +209,49 @@ def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
                 if label_files is not None:
                     key = min(label_files, key=lambda s: abs(s - stamp))
                     if abs(key - stamp) <= opts.stamp_tolerance_ns:
-                        score(pending, load_label_png(label_files[key]))
+                        score(camera, pending, load_label_png(label_files[key]))
                     else:
-                        matcher.frames_without_gt += 1
-                elif label_conns:
-                    pair = matcher.add_frame(stamp, pending)
+                        camera.matcher.frames_without_gt += 1
+                elif camera.labels_topic:
+                    pair = camera.matcher.add_frame(stamp, pending)
                     if pair:
-                        score(*pair)
+                        score(camera, *pair)
                 bar.update(1)
+            batch.clear()
+
+        from tqdm import tqdm
+        bar = tqdm(total=total, unit="frame", desc="bag-eval", disable=not opts.progress)
+        loop_start = time.perf_counter()
+        try:
+            for message in iter_messages(reader, image_conns + label_conns):
+                if message.topic in by_labels:
+                    camera = by_labels[message.topic]
+                    pair = camera.matcher.add_labels(stamp_ns(message.msg), decode_label_image(message))
+                    if pair:
+                        score(camera, *pair)
+                    continue
+                if opts.max_frames and len(records) + len(batch) >= opts.max_frames:
+                    if not label_conns:
+                        break
+                    continue
+                t0 = time.perf_counter()
+                rgb = decode_rgb(message)
+                bag_time = (message.log_time_ns - start_ns) / 1e9
+                if batch and (message.topic in {m.topic for m, _, _, _ in batch}
+                              or opts.schedule.index_at(bag_time) != opts.schedule.index_at(batch[0][2])):
+                    segment_batch()    # a camera's next frame, or a vocabulary change: a new batch
+                batch.append((message, rgb, bag_time, t0))
+                if len(batch) == batch_limit:
+                    segment_batch()
+            segment_batch()
         except BagReadError as err:
             error = err
             log.error("%s", err)
         finally:
             bar.close()
         wall = time.perf_counter() - loop_start
-        matcher.finish()
+        for camera in cameras.values():
+            camera.matcher.finish()
     finally:
         reader.close()
         if annotated is not None:
@@ -214,24 +270,45 @@ def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
         "complete": error is None,
         "error": str(error) if error else None,
         "backend": getattr(segmenter, "backend_name", ""),
-        "frames": len(records),
-        "frames_scored": sum(r.miou is not None for r in records) if has_gt else 0,
-        "frames_without_gt": matcher.frames_without_gt if has_gt else len(records),
-        "gt_without_frame": matcher.gt_without_frame,
+        **_frame_counts(list(cameras.values()), records, has_gt),
         "throughput_fps": len(records) / wall if wall > 0 else 0.0,
         "classes": eval_names,
         "unseen_classes": unseen,
         "vocabulary_schedule": [{"at": e.at_s, "classes": list(e.classes), "version": v.vocabulary_version}
                                 for e, v in zip(opts.schedule.entries, vocabularies)],
-        "latency_ms": {"frame": latency_stats([r.latency_ms for r in records]),
-                       "inference": latency_stats([r.inference_ms for r in records])},
+        "latency_ms": _latency(records),
         "aggregate": confusion.summary(*(split or (None, None))) if has_gt else {},
         "per_frame": [r.__dict__ for r in records],
     }
+    if len(cameras) > 1:   # the same figures for each camera; the ones above cover all of them
+        metrics["per_camera"] = {
+            topic: {**_frame_counts([camera], camera.records, has_gt), "latency_ms": _latency(camera.records),
+                    "aggregate": camera.confusion.summary(*(split or (None, None))) if has_gt else {}}
+            for topic, camera in cameras.items()}
     result = BagEvalResult(metrics, records, confusion if has_gt else None, error,
                            annotated.path if annotated else None)
     result.files = write_outputs(result, opts)
     return result
+
+
+def _segment_batch(segmenter: Any, frames: list[np.ndarray], vocabulary: Any) -> list:
+    """`segmenter.segment_batch`, or frame by frame for a segmenter that has only `segment`."""
+    if hasattr(segmenter, "segment_batch"):
+        return segmenter.segment_batch(frames, vocabulary=vocabulary)
+    return [segmenter.segment(rgb, vocabulary=vocabulary) for rgb in frames]
+
+
+def _frame_counts(cameras: list[_Camera], records: list[FrameRecord], has_gt: bool) -> dict:
+    without_gt = sum(c.matcher.frames_without_gt for c in cameras)
+    return {"frames": len(records),
+            "frames_scored": sum(r.miou is not None for r in records) if has_gt else 0,
+            "frames_without_gt": without_gt if has_gt else len(records),
+            "gt_without_frame": sum(c.matcher.gt_without_frame for c in cameras)}
+
+
+def _latency(records: list[FrameRecord]) -> dict:
+    return {"frame": latency_stats([r.latency_ms for r in records]),
+            "inference": latency_stats([r.inference_ms for r in records])}
 
 
 def write_outputs(result: BagEvalResult, opts: BagEvalOptions) -> list[Path]:

@@ -1,5 +1,9 @@
 """`zs3 bag-eval BAG --image-topic T [--labels-topic L | --labels-dir D] --out DIR [--write-bag]`.
 
+Several cameras: `--image-topic /front/image /rear/image --labels-topic /front/labels
+/rear/labels` (one labels topic per image topic, same order) scores each camera and all
+together, segmenting the cameras' frames in batches as the multi-camera node does.
+
 Bag reading needs ROS message handling, which lives in zs3_ros; it is imported only when
 this command runs, so `zs3` itself stays ROS-free.
 """
@@ -18,10 +22,12 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("bag-eval", help="replay a bag through the segmenter; metrics, plots, annotated bag",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bag", help="rosbag2 directory (sqlite3 or mcap) or ROS 1 .bag file")
-    p.add_argument("--image-topic", default=None,
-                   help="sensor_msgs/Image or CompressedImage topic (default: the one `zs3 make-bag` recorded)")
+    p.add_argument("--image-topic", default=None, nargs="+",
+                   help="sensor_msgs/Image or CompressedImage topic(s), one per camera (default: the ones "
+                        "`zs3 make-bag` recorded)")
     gt = p.add_mutually_exclusive_group()
-    gt.add_argument("--labels-topic", default=None, help="ground-truth label images (mono8/mono16 or PNG)")
+    gt.add_argument("--labels-topic", default=None, nargs="+",
+                    help="ground-truth label images (mono8/mono16 or PNG), one topic per image topic")
     gt.add_argument("--labels-dir", default=None, help="ground-truth PNGs named <header stamp ns>.png")
     p.add_argument("--no-labels", action="store_true", help="ignore ground truth the bag carries")
     vocab = p.add_mutually_exclusive_group()
@@ -71,11 +77,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             log.error("no vocabulary: give --classes, --vocabulary or --vocabulary-schedule")
             return 2
-        image_topic = args.image_topic or meta.get("image_topic")
+        image_topic = _one_or_list(args.image_topic) or meta.get("image_topic")
         if not image_topic:
             log.error("--image-topic is required (the bag has no zs3 metadata naming it)")
             return 2
-        labels_topic = args.labels_topic or (None if args.labels_dir or args.no_labels
+        labels_topic = _one_or_list(args.labels_topic) or (None if args.labels_dir or args.no_labels
                                              else meta.get("labels_topic"))
         options = BagEvalOptions(
             bag=bag, image_topic=image_topic, out_dir=Path(args.out), schedule=schedule,
@@ -91,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                                     device=args.device, precision=args.precision)
         result = evaluate_bag(seg, options)
     except (BagError, ScheduleError, GroundTruthError, VocabularyError, FileNotFoundError,
-            FileExistsError) as err:
+            FileExistsError, ValueError) as err:
         log.error("%s", err)
         return 2
     print(summary_table(result.metrics))
@@ -101,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
         log.error("incomplete evaluation (results so far were written): %s", result.metrics["error"])
         return 2
     return 0
+
+
+def _one_or_list(values):
+    """One topic as a string (the single-camera metrics keep their shape), several as a list."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else list(values)
 
 
 def summary_table(metrics: dict) -> str:
@@ -114,5 +127,8 @@ def summary_table(metrics: dict) -> str:
     if lat["p50"] is not None:
         rows.append(("latency p50 / p99", f"{lat['p50']:.1f} / {lat['p99']:.1f} ms"))
     rows.append(("throughput", f"{metrics['throughput_fps']:.1f} frames/s"))
+    for topic, camera in metrics.get("per_camera", {}).items():
+        miou = camera["aggregate"].get("mIoU")
+        rows.append((topic, f"{camera['frames']} frames" + (f", mIoU {100 * miou:.1f} %" if miou is not None else "")))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,9 +1,10 @@
 """`zs3 export CONFIG [--checkpoint C] --format tensorrt|onnx|exported-program [--out PATH]
-[--max-classes 256] [--verify]`: the image path as a deployable graph, C dynamic.
+[--max-classes 256] [--max-batch N] [--verify]`: the image path as a deployable graph, C dynamic
+(and the batch: ONNX always, a TensorRT engine for 1..N frames).
 
 `--format tensorrt` prebuilds the engine into the cache the node reads (so the first start
 on the robot does not build); `--params FILE` takes the model config, checkpoint, input
-size and precision from the node's parameter file, so the engine is exactly the one that
+size, precision and batch (its camera count) from the node's parameter file, so the engine is exactly the one that
 node loads (same cache key); `--verify` runs the result through a Segmenter next to eager
 fp32 on synthetic scenes with 1, 20 and 171 classes and fails (exit 1) below the targets.
 """
@@ -30,6 +31,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default=None, help="output file (onnx / exported-program) or engine cache "
                                                  "directory (tensorrt; default: the node's cache)")
     p.add_argument("--max-classes", type=int, default=256, help="largest vocabulary the graph serves")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="TensorRT: most frames per call, the node's camera count (default: the --params "
+                        "file's cameras, else 1); ONNX graphs take any batch")
     p.add_argument("--device", default=None, help="default: cuda for tensorrt, else cpu")
     p.add_argument("--precision", default=None, choices=["fp16", "fp32"],
                    help="TensorRT precision (default: the --params file's if fp16/fp32, else fp16)")
@@ -79,9 +83,11 @@ def _apply_params(args: argparse.Namespace):
         from zs3_core.export.node_params import read_engine_settings
         settings = read_engine_settings(args.params)
         args.checkpoint = args.checkpoint or settings.checkpoint
+        args.max_batch = args.max_batch or settings.max_batch
         if args.precision is None and settings.precision in ("fp16", "fp32"):
             args.precision = settings.precision
     args.precision = args.precision or "fp16"
+    args.max_batch = args.max_batch or 1
     source = args.config or (resolve_path(settings.model_config, None) if settings else None)
     if source is None:
         raise ExportError("give a model config, or --params with the node's parameter file")
@@ -109,11 +115,11 @@ def _export(args, model, device):
                                        max_classes=args.max_classes)), {"format": args.format, "out": str(out)}
     from zs3_core.export.tensorrt import compile_tensorrt
     cache_dir = Path(args.out) if args.out else None
-    _, result = compile_tensorrt(model, args.precision, args.max_classes, device, cache_dir)
+    _, result = compile_tensorrt(model, args.precision, args.max_classes, device, cache_dir, args.max_batch)
     summary = {"format": args.format, "engine": str(result.path), "built": result.built,
                "build_seconds": round(result.build_seconds, 1), "reason": result.reason}
     return (lambda: create_backend("tensorrt", model, device, args.precision, cache_dir=cache_dir,
-                                   max_classes=args.max_classes)), summary
+                                   max_classes=args.max_classes, max_batch=args.max_batch)), summary
 
 
 def _verify(reference, make_backend, args, summary: dict) -> int:

@@ -19,6 +19,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", default="320x240", help="WIDTHxHEIGHT of the camera images")
     p.add_argument("--compressed", action="store_true", help="record sensor_msgs/CompressedImage (JPEG)")
+    p.add_argument("--cameras", default="", help="comma-separated camera names (front,rear): one image and "
+                                                 "labels topic each, /<name>/image_raw and /<name>/labels")
     p.set_defaults(func=run)
 
 
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         bag = write_sample_bag(args.out, args.storage, seconds=args.seconds, fps=args.fps,
-                               seed=args.seed, compressed=args.compressed, image_size=(height, width))
+                               seed=args.seed, compressed=args.compressed, image_size=(height, width),
+                               cameras=[c.strip() for c in args.cameras.split(",") if c.strip()])
     except (FileExistsError, ValueError) as err:
         log.error("%s", err)
         return 2

@@ -2,13 +2,13 @@
 
 An engine is valid only for the exact model weights, image-path code and the config fields
 that shape that graph, TensorRT and Torch-TensorRT versions, GPU (name and compute
-capability), precision, input size and class range (min / opt / max) it was built for.
+capability), precision, input size, class range and batch range (min / opt / max) it was built for.
 Nothing else enters the key: serving-only fields (the node's `unlabeled_threshold`, the
 prompt template, where the weights file lives) do not change the engine, so `zs3 export`
 and the node compute the same key for the same model and a prebuilt engine is found. Caches that ignore some of these silently run a wrong engine or crash
 (pytorch/TensorRT #3148, #4226); caches that key nothing rebuild on every start (#1508).
 
-Layout: one *slot* per (model, input size, precision, class range) holding `engine.bin` and
+Layout: one *slot* per (model, input size, precision, class range, batch range) holding `engine.bin` and
 `manifest.json` with the full key and the engine's SHA-256. A slot whose manifest differs in
 any field (a JetPack upgrade, another GPU) or whose file fails its checksum is rebuilt in
 place, with a log line naming what changed: stale engines are replaced rather than piling up
@@ -33,7 +33,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 ENGINE_FILE = "engine.ep"   # an ExportedProgram archive holding the TensorRT engine
 # ModelConfig fields that change the image-path graph (`predict(image, class_embeddings)`).
 # The rest are applied outside the engine: pixel mean/std in preprocessing, the prompt
@@ -66,12 +66,16 @@ class EngineKey:
     torch_version: str
     gpu_name: str
     compute_capability: str
+    min_batch: int = 1    # the profile's batch range (frames of several cameras in one call)
+    opt_batch: int = 1
+    max_batch: int = 1
     cache_format: int = CACHE_FORMAT
 
     def slot(self) -> str:
         """Directory name: what the engine computes; the environment lives in the manifest."""
         return (f"{self.model_hash[:16]}-{self.input_size}px-{self.precision}-"
-                f"c{self.min_classes}-{self.opt_classes}-{self.max_classes}")
+                f"c{self.min_classes}-{self.opt_classes}-{self.max_classes}-"
+                f"b{self.min_batch}-{self.opt_batch}-{self.max_batch}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,10 +1,11 @@
-"""The graph every export format compiles: `(image[1,3,S,S], class_embeddings[C,D])` →
-probabilities `(1, C, h, w)`.
+"""The graph every export format compiles: `(image[B,3,S,S], class_embeddings[C,D])` →
+probabilities `(B, C, h, w)`.
 
 Kept in one place so ONNX, torch.export and Torch-TensorRT see exactly the same module and
 the same example inputs. S is fixed per exported graph (the positional embedding is
 interpolated once at that size: dynamic spatial shapes with `F.interpolate` break
-Torch-TensorRT, pytorch/TensorRT #2332); only C is dynamic.
+Torch-TensorRT, pytorch/TensorRT #2332); the class count C and the batch B (frames of
+several cameras sharing one vocabulary) are dynamic.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ DEFAULT_MAX_CLASSES = 256
 # Example class count used while tracing. Not 1: torch.export specialises sizes 0 and 1,
 # which would pin C to 1 instead of leaving it symbolic.
 TRACE_CLASSES = 7
+# Example batch used while tracing a graph with a dynamic batch: not 1 for the same reason.
+TRACE_BATCH = 2
 
 
 class ExportError(RuntimeError):
@@ -57,13 +60,20 @@ def embedding_dim(model: nn.Module) -> int:
 
 
 def example_inputs(model: nn.Module, num_classes: int = TRACE_CLASSES,
-                   device: str | torch.device = "cpu", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A normalised-range image at the model's input size and unit-norm class embeddings."""
+                   device: str | torch.device = "cpu", seed: int = 0,
+                   batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """`batch` normalised-range images at the model's input size and unit-norm class embeddings."""
     size = int(model.config.input_size)
     g = torch.Generator().manual_seed(seed)
-    image = torch.randn(1, 3, size, size, generator=g)
+    image = torch.randn(batch, 3, size, size, generator=g)
     classes = torch.nn.functional.normalize(torch.randn(num_classes, embedding_dim(model), generator=g), dim=-1)
     return image.to(device), classes.to(device)
+
+
+def check_max_batch(max_batch: int) -> int:
+    if int(max_batch) < 1:
+        raise ExportError(f"max_batch must be at least 1, got {max_batch}")
+    return int(max_batch)
 
 
 def check_max_classes(max_classes: int) -> int:

@@ -1,8 +1,8 @@
 """The engine-relevant settings of a zs3_segmenter parameter file, read without ROS.
 
 `zs3 export --params config/segment_jetson.yaml --format tensorrt` prebuilds the engine the
-node started with that file loads: the same model config, checkpoint, input size and
-precision give the same cache key (`cache.EngineKey`), so the node finds the engine instead
+node started with that file loads: the same model config, checkpoint, input size,
+precision and batch (one frame per configured camera) give the same cache key (`cache.EngineKey`), so the node finds the engine instead
 of building it at its first start. Fields that never reach the engine (vocabulary,
 thresholds, QoS) are ignored.
 """
@@ -23,6 +23,7 @@ class EngineSettings:
     checkpoint: Optional[str]     # None: the model config's own
     input_size: int               # 0: the model config's
     precision: Optional[str]      # as written; TensorRT builds only fp16 / fp32
+    max_batch: int = 1            # frames per model call: the number of `cameras` (none = 1)
 
 
 def read_engine_settings(path: str | Path) -> EngineSettings:
@@ -39,4 +40,5 @@ def read_engine_settings(path: str | Path) -> EngineSettings:
         raise ExportError(f"{path} has no `ros__parameters` block with a model_config")
     params = blocks[0]
     return EngineSettings(model_config=str(params["model_config"]), checkpoint=params.get("checkpoint") or None,
-                          input_size=int(params.get("input_size") or 0), precision=params.get("precision"))
+                          input_size=int(params.get("input_size") or 0), precision=params.get("precision"),
+                          max_batch=max(1, len(params.get("cameras") or [])))

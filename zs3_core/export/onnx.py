@@ -1,4 +1,4 @@
-"""ONNX export of the image path (opset ≥ 17, dynamic class axis) for ONNX Runtime.
+"""ONNX export of the image path (opset ≥ 17, dynamic batch and class axes) for ONNX Runtime.
 
 Why the TorchScript-based exporter (`dynamo=False`): the dynamo exporter needs the extra
 `onnxscript` package, always writes weights to a side `.onnx.data` file, and rejects
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from zs3_core.export.image_path import (DEFAULT_MAX_CLASSES, TRACE_CLASSES, ExportError, ImagePath,
+from zs3_core.export.image_path import (DEFAULT_MAX_CLASSES, TRACE_BATCH, TRACE_CLASSES, ExportError, ImagePath,
                                         check_max_classes, example_inputs)
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,9 @@ def export_onnx(model: torch.nn.Module, path: str | Path, max_classes: int = DEF
                 external_data: bool | None = None) -> Path:
     """Write `model.predict` as ONNX to `path`; returns the path.
 
-    Inputs `image` (1, 3, S, S) and `class_embeddings` (C, D); output `probabilities`
-    (1, C, h, w) (and `logits` first when `with_logits`). C is the symbolic axis "C".
+    Inputs `image` (B, 3, S, S) and `class_embeddings` (C, D); output `probabilities`
+    (B, C, h, w) (and `logits` first when `with_logits`). B and C are the symbolic axes "B"
+    and "C" (traced with B = 2, so no size is specialised to one frame).
     ONNX itself carries no upper bound for C; `max_classes` is stored as metadata and
     enforced by the ONNX Runtime backend. `external_data=None` decides by weight size.
     """
@@ -56,9 +57,9 @@ def export_onnx(model: torch.nn.Module, path: str | Path, max_classes: int = DEF
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = ImagePath(model.eval(), with_logits=with_logits).eval()
-    args = example_inputs(model, TRACE_CLASSES)
+    args = example_inputs(model, TRACE_CLASSES, batch=TRACE_BATCH)
     outputs = _output_names(with_logits)
-    dynamic_axes = {"class_embeddings": {0: "C"}, **{name: {1: "C"} for name in outputs}}
+    dynamic_axes = {"image": {0: "B"}, "class_embeddings": {0: "C"}, **{name: {0: "B", 1: "C"} for name in outputs}}
     if external_data is None:
         external_data = parameter_bytes(model) > EXTERNAL_DATA_THRESHOLD
     start = time.perf_counter()
@@ -71,7 +72,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, max_classes: int = DEF
     except Exception as err:   # the exporter raises many internal error types; keep its message
         raise ExportError(f"ONNX export of {type(model).__name__}.predict failed: {err}") from err
     _finish(path, model, max_classes, external_data)
-    log.info("ONNX export (opset %d, C in 1..%d) to %s took %.1f s%s", opset, max_classes, path,
+    log.info("ONNX export (opset %d, B dynamic, C in 1..%d) to %s took %.1f s%s", opset, max_classes, path,
              time.perf_counter() - start, " with external data" if external_data else "")
     return path
 
@@ -107,8 +108,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 def cached_onnx(model: torch.nn.Module, cache_dir: str | Path, max_classes: int = DEFAULT_MAX_CLASSES,
                 opset: int = DEFAULT_OPSET) -> Path:
-    """The ONNX file for `model`, exported once per model hash, input size, class range and
-    opset, so restarting a node does not re-export. Each entry is a directory (the graph and
+    """The ONNX file for `model`, exported once per model hash, input size, class range, batch
+    axis and opset, so restarting a node does not re-export. Each entry is a directory (the graph and
     any external data file) written under a temporary name and renamed into place, so a crash
     mid-export never leaves a truncated entry that looks finished."""
     import shutil
@@ -117,7 +118,7 @@ def cached_onnx(model: torch.nn.Module, cache_dir: str | Path, max_classes: int 
     from zs3_core.export.cache import model_hash
 
     cache_dir = Path(cache_dir)
-    entry = cache_dir / f"{model_hash(model)[:16]}-{model.config.input_size}px-c{max_classes}-opset{opset}"
+    entry = cache_dir / f"{model_hash(model)[:16]}-{model.config.input_size}px-c{max_classes}-bdyn-opset{opset}"
     path = entry / "image_path.onnx"
     if path.exists():
         log.info("ONNX graph reused from %s", path)

@@ -40,7 +40,8 @@ from torch import nn
 from zs3_core.clip.attention import LayerNorm as ClipLayerNorm
 from zs3_core.export.cache import CacheResult, EngineCache, EngineCacheError, EngineKey, model_hash
 from zs3_core.export.exported_program import class_dynamic_shapes, export_image_path
-from zs3_core.export.image_path import DEFAULT_MAX_CLASSES, ExportError, check_max_classes, embedding_dim
+from zs3_core.export.image_path import (DEFAULT_MAX_CLASSES, ExportError, check_max_batch, check_max_classes,
+                                        embedding_dim)
 
 log = logging.getLogger(__name__)
 
@@ -166,26 +167,44 @@ def environment_fields(device: str | torch.device) -> dict:
             "compute_capability": f"{major}.{minor}"}
 
 
-def engine_key(model: nn.Module, precision: str, max_classes: int, environment: dict) -> EngineKey:
+def engine_key(model: nn.Module, precision: str, max_classes: int, environment: dict,
+               max_batch: int = 1) -> EngineKey:
     """The cache key of `model`'s engine: what the engine computes (weights, image-path graph
-    and config fields, precision, shape ranges) and what runs it (`environment`)."""
+    and config fields, precision, class and batch ranges) and what runs it (`environment`).
+    The batch is tuned for its maximum (`opt_batch`): a multi-camera node runs full batches."""
+    max_batch = check_max_batch(max_batch)
     return EngineKey(model_hash=model_hash(model), input_size=int(model.config.input_size), min_classes=1,
                      opt_classes=opt_classes(max_classes), max_classes=check_max_classes(max_classes),
-                     precision=precision, **environment)
+                     precision=precision, min_batch=1, opt_batch=max_batch, max_batch=max_batch, **environment)
+
+
+def image_input(size: int, max_batch: int):
+    """The Torch-TensorRT Input of the image: a fixed (1, 3, S, S), or the profile
+    min (1, 3, S, S) / opt = max (max_batch, 3, S, S) for a batch of several cameras
+    (`torch_tensorrt.Input(min_shape=, opt_shape=, max_shape=)`, Torch-TensorRT's dynamic
+    shapes guide)."""
+    import torch_tensorrt
+
+    if max_batch == 1:
+        return torch_tensorrt.Input(shape=(1, 3, size, size), dtype=torch.float32)
+    return torch_tensorrt.Input(min_shape=(1, 3, size, size), opt_shape=(max_batch, 3, size, size),
+                                max_shape=(max_batch, 3, size, size), dtype=torch.float32)
 
 
 def build_engine(model: nn.Module, path: Path, precision: str = "fp16",
-                 max_classes: int = DEFAULT_MAX_CLASSES, device: str | torch.device = "cuda") -> None:
-    """Compile `model.predict` with Torch-TensorRT and save the compiled program to `path`."""
+                 max_classes: int = DEFAULT_MAX_CLASSES, device: str | torch.device = "cuda",
+                 max_batch: int = 1) -> None:
+    """Compile `model.predict` for 1..max_batch images with Torch-TensorRT and save the compiled
+    program to `path`."""
     import torch_tensorrt
 
     dtype = TENSORRT_PRECISIONS[precision]
     size, dim, opt = int(model.config.input_size), embedding_dim(model), opt_classes(max_classes)
     with engine_stage("build"):
         prepared = with_fp32_norms(model, dtype).to(device).eval()
-        program = export_image_path(prepared, max_classes, device=device, trace_classes=opt,
+        program = export_image_path(prepared, max_classes, device=device, trace_classes=opt, max_batch=max_batch,
                                     compute_dtype=None if dtype == torch.float32 else dtype)
-        inputs = [torch_tensorrt.Input(shape=(1, 3, size, size), dtype=torch.float32),
+        inputs = [image_input(size, max_batch),
                   torch_tensorrt.Input(min_shape=(1, dim), opt_shape=(opt, dim), max_shape=(max_classes, dim),
                                        dtype=torch.float32)]
         compile_fn = torch_tensorrt.dynamo.compile
@@ -194,14 +213,14 @@ def build_engine(model: nn.Module, path: Path, precision: str = "fp16",
                   "arg_inputs" if "arg_inputs" in parameters else "inputs": inputs,
                   **build_options(torch_tensorrt.__version__, parameters, dtype)}
         compiled = compile_fn(program, **kwargs)
-    examples = (torch.zeros(1, 3, size, size, device=device), torch.zeros(opt, dim, device=device))
+    examples = (torch.zeros(max_batch, 3, size, size, device=device), torch.zeros(opt, dim, device=device))
     with engine_stage("save"):
-        save_engine(compiled, path, examples, max_classes)
+        save_engine(compiled, path, examples, max_classes, max_batch)
 
 
-def save_engine(compiled: nn.Module, path: Path, examples: tuple, max_classes: int) -> None:
-    """Re-export the compiled module with C dynamic and write it as an ExportedProgram."""
-    shapes = tuple(class_dynamic_shapes(max_classes).values())   # positional: (image, class_embeddings)
+def save_engine(compiled: nn.Module, path: Path, examples: tuple, max_classes: int, max_batch: int = 1) -> None:
+    """Re-export the compiled module with C (and B) dynamic and write it as an ExportedProgram."""
+    shapes = tuple(class_dynamic_shapes(max_classes, max_batch).values())   # positional: (image, class_embeddings)
     program = torch.export.export(compiled, examples, dynamic_shapes=shapes, strict=False)
     torch.export.save(program, str(path))
 
@@ -218,8 +237,9 @@ def load_engine(path: Path) -> nn.Module:
 
 def compile_tensorrt(model: nn.Module, precision: str = "fp16", max_classes: int = DEFAULT_MAX_CLASSES,
                      device: str | torch.device = "cuda",
-                     cache_dir: str | Path | None = None) -> tuple[nn.Module, CacheResult]:
-    """The TensorRT engine for `model`, from the cache when valid, else built (and cached).
+                     cache_dir: str | Path | None = None, max_batch: int = 1) -> tuple[nn.Module, CacheResult]:
+    """The TensorRT engine for `model` serving 1..max_batch images per call, from the cache when
+    valid, else built (and cached).
 
     Raises ExportError when TensorRT cannot run here, EngineStageError when a stage fails."""
     if precision not in TENSORRT_PRECISIONS:
@@ -233,10 +253,10 @@ def compile_tensorrt(model: nn.Module, precision: str = "fp16", max_classes: int
     reason = unsupported_release_reason(environment["torch_tensorrt_version"])
     if reason:
         raise ExportError(reason)
-    key = engine_key(model, precision, max_classes, environment)
+    key = engine_key(model, precision, max_classes, environment, max_batch)
     try:
         result = EngineCache(cache_dir).get_or_build(
-            key, lambda path: build_engine(model, path, precision, max_classes, device))
+            key, lambda path: build_engine(model, path, precision, max_classes, device, max_batch))
     except (EngineCacheError, OSError) as err:
         raise EngineStageError("cache", err) from err
     return load_engine(result.path), result
