@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.parameter import Parameter
 
 from zs3_core import config as core_config
 from zs3_core.backends.base import BACKEND_NAMES, PRECISIONS
@@ -37,6 +39,7 @@ class NodeConfig:
     input_size: int = 0                       # 0 = the model config's own input size
     classes: tuple[str, ...] = ("red circle", "green square", "blue triangle")
     prompt_template: str = ""          # empty: the model config's template (what it was trained with)
+    prompt_templates: tuple[str, ...] = ()    # an ensemble instead (templates or set names, e.g. "imagenet")
     unlabeled_threshold: float = -1.0         # < 0: the model's calibrated open-set threshold (docs/open_set.md)
     background_classes: tuple[str, ...] = ("background",)   # their pixels are published as unlabeled
     publish_overlay: bool = True
@@ -64,6 +67,8 @@ class NodeConfig:
             raise ConfigError("model_config is empty: give the path of a model YAML (e.g. checkpoints/synthetic/ldvc.yaml)")
         if self.prompt_template and "{}" not in self.prompt_template:
             raise ConfigError(f"prompt_template must contain '{{}}' where the class name goes, got {self.prompt_template!r}")
+        if self.prompt_template and self.prompt_templates:
+            raise ConfigError("set prompt_template or prompt_templates, not both (one template, or an ensemble)")
         if not self.classes:
             raise ConfigError("classes is empty: give at least one class name")
         _in_range("input_size", self.input_size, 0, 4096)
@@ -123,6 +128,9 @@ _SPEC: dict[str, tuple[int, str, dict, bool]] = {
     "input_size": (ParameterType.PARAMETER_INTEGER, "Square network input size in pixels; 0 = the model config's", _int_range(0, 4096), True),
     "classes": (ParameterType.PARAMETER_STRING_ARRAY, "Initial vocabulary; change it at run time with ~/set_vocabulary", {}, True),
     "prompt_template": (ParameterType.PARAMETER_STRING, "Text prompt with '{}' for the class name; empty = the model config's", {}, True),
+    "prompt_templates": (ParameterType.PARAMETER_STRING_ARRAY,
+                         "Template ensemble instead of prompt_template: templates with '{}' or built-in set names "
+                         "(imagenet: CLIP's 80); a class's embedding averages them (LDVC keeps its own template)", {}, True),
     "unlabeled_threshold": (ParameterType.PARAMETER_DOUBLE,
                             "Pixels whose top probability is below this get the unlabeled value; negative = the "
                             "threshold calibrated with the model's checkpoint (docs/open_set.md)", _float_range(-1.0, 1.0), False),
@@ -148,16 +156,24 @@ def declare_parameters(node: Any, defaults: Optional[NodeConfig] = None) -> None
     defaults = defaults or NodeConfig()
     for name, (ptype, description, extra, read_only) in _SPEC.items():
         value = getattr(defaults, name)
-        if isinstance(value, tuple):
-            value = list(value)
+        if isinstance(value, tuple):   # an empty list would declare a byte array: declare the type instead
+            value = list(value) if value else Parameter.Type.STRING_ARRAY
         descriptor = ParameterDescriptor(name=name, type=ptype, description=description, read_only=read_only, **extra)
         node.declare_parameter(name, value, descriptor)
 
 
 def read_config(node: Any) -> NodeConfig:
     """The node's current parameter values as a validated NodeConfig."""
-    values = {name: node.get_parameter(name).value for name in PARAMETERS}
+    values = {name: _value(node, name) for name in PARAMETERS}
     return _build(values)
+
+
+def _value(node: Any, name: str) -> Any:
+    """A parameter's value; the default for one declared by type only and never set."""
+    try:
+        return node.get_parameter(name).value
+    except ParameterUninitializedException:
+        return getattr(NodeConfig(), name)
 
 
 def updated_config(config: NodeConfig, parameters: list) -> NodeConfig:
