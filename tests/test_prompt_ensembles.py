@@ -83,3 +83,37 @@ def test_cached_sentences_are_not_encoded_again(baseline):
     misses = baseline.text_cache.misses
     baseline.encode_vocabulary(["cyan star|turquoise star"], templates=["imagenet"])
     assert baseline.text_cache.misses - misses == len(IMAGENET_TEMPLATES)   # only the new synonym's sentences
+
+
+def test_cli_segment_takes_synonyms_and_a_template_set(tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from zs3.cli import main as zs3
+    world = SyntheticWorld(WorldConfig(seed=1, image_size=(64, 64)))
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), next(iter(world.camera_stream(1, seed=1))).image[..., ::-1])
+    code = zs3(["segment", str(image), "--classes", "red circle|red disc,background", "--templates", "imagenet",
+                "--out", str(tmp_path / "labels.png"), "--config", str(SHIPPED / "clip_baseline.yaml")])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["classes"]) == ["red circle", "background"]
+    assert report["templates"] == "the imagenet set (80 templates)"
+    assert zs3(["segment", str(image), "--classes", "red circle|", "--out", str(tmp_path / "x.png"),
+                "--config", str(SHIPPED / "clip_baseline.yaml")]) == 2
+
+
+def test_training_evaluation_asks_for_dataset_classes_with_synonyms_in_the_model_templates():
+    from training.config import load_run_config
+    from training.evaluate import gzs3_vocabulary, inference_protocol
+    from zs3_core.models import build_model
+    run = load_run_config(SHIPPED / "ldvc.yaml")
+    model = build_model(run.model)
+    classes = ["red circle", "green square"]
+    vocabulary, note = gzs3_vocabulary(model, run, classes, ["imagenet"], ["red circle|red disc"])
+    assert vocabulary.synonyms == (("red circle", "red disc"), ("green square",))
+    assert vocabulary.templates == (run.model.prompt_template,) and "LDVC takes no template ensemble" in note
+    assert inference_protocol(run, vocabulary)["synonyms"] == ["red circle|red disc"]
+    with pytest.raises(VocabularyError, match="does not have"):
+        gzs3_vocabulary(model, run, classes, (), ["forklift|pallet truck"])
