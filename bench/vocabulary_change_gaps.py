@@ -60,7 +60,7 @@ def main(argv=None) -> int:
             names = [f"{base[i % len(base)]} number {i} {name} {round_index}" for i in range(args.classes)]
             with running_segmenter(parameters=params, executor_type=executor_type) as (_, client):
                 run = stream_while_changing_vocabulary(client, frames, names, period_s=PERIOD_S,
-                                                       prompt_templates=args.templates, timeout_s=300.0)
+                                                       prompt_templates=args.templates, timeout_s=900.0)
             if run.reply is None or not run.reply.success:
                 print(f"{name}: round {round_index} got no successful reply", file=sys.stderr)
                 return 1
