@@ -27,8 +27,9 @@ DEFAULT_TEMPLATE = "a photo of a {}."
 SYNONYM_SEPARATOR = "|"
 MAX_SYNONYMS = 16           # per class: more phrasings than this add encoding time, not meaning
 MAX_TEMPLATES = 100         # CLIP's ImageNet set, the largest published ensemble in use, has 80
-MAX_PROMPTS = 20_000        # sentences encoded for one vocabulary (classes × synonyms × templates):
-                            # about a minute of ViT-B/16 text encoding on 2 CPU cores (docs/benchmarks.md)
+MAX_PROMPTS = 20_000        # sentences encoded for one vocabulary (classes × synonyms × templates), as many
+                            # as the text cache holds; ViT-B/16 encodes 1,600 in minutes on 2 CPU cores
+                            # (docs/benchmarks.md)
 
 
 class VocabularyError(ValueError):
