@@ -34,7 +34,7 @@ class _NullSegmenter:
     backend_name = "null"
     unlabeled_threshold = 0.0
 
-    def encode_vocabulary(self, names, template=None):
+    def encode_vocabulary(self, names, template=None, templates=None):
         from types import SimpleNamespace
         return SimpleNamespace(names=tuple(names), template="{}", vocabulary_version=1, unlabeled_value=255)
 

@@ -15,7 +15,6 @@ Results and commands: docs/synthetic_world.md#why-the-shipped-ldvc-is-served-at-
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path

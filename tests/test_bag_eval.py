@@ -45,7 +45,7 @@ class OracleSegmenter:
     def __init__(self, frames):
         self.truth = {scene.image.tobytes(): scene.labels for scene in frames}
 
-    def encode_vocabulary(self, names, template=None):
+    def encode_vocabulary(self, names, template=None, templates=None):
         return dataclasses.make_dataclass("V", ["names", "template", "vocabulary_version", "unlabeled_value"])(
             tuple(names), template or "{}", len(names), 255)
 
@@ -238,3 +238,21 @@ def test_oracle_scores_every_camera_100_percent_and_the_cli_takes_several_topics
                 "--out", str(out), "--config", str(REPO_ROOT / "config/models/clip_baseline_tiny.yaml"),
                 "--no-progress"])
     assert code == 0 and set(json.loads((out / "metrics.json").read_text())["per_camera"]) == set(bag.image_topic)
+
+def test_synonyms_and_template_ensembles_in_a_schedule_score_by_name_and_reach_label_info(tmp_path, segmenter):
+    bag = write_sample_bag(tmp_path / "in", "sqlite3", seconds=0.4, image_size=SIZE, world=WORLD).path
+    names = list(WORLD.class_names)
+    with_synonyms = [f"{names[0]}|{names[0]} shape"] + names[1:]
+    schedule = VocabularySchedule((ScheduleEntry(0.0, tuple(names)),
+                                   ScheduleEntry(0.2, tuple(with_synonyms), templates=("imagenet",))))
+    result = evaluate_bag(segmenter, options(bag, tmp_path / "out", schedule=schedule, write_bag=True,
+                                             write_bag_storage="mcap"))
+    assert result.metrics["classes"] == names            # scored by the first synonym
+    assert [e["templates"] for e in result.metrics["vocabulary_schedule"]] == [
+        repr(segmenter.config.prompt_template), "the imagenet set (80 templates)"]
+    with AnyReader([result.annotated_bag]) as reader:
+        label_infos = [reader.deserialize(raw, conn.msgtype) for conn, _, raw in reader.messages()
+                       if conn.topic == "/zs3_segmenter/label_info"]
+    assert [list(m.class_synonyms) for m in label_infos] == [names, with_synonyms]
+    assert len(label_infos[1].prompt_templates) == 80 and label_infos[0].prompt_templates == [
+        segmenter.config.prompt_template]

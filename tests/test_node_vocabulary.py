@@ -92,6 +92,21 @@ def test_frames_keep_flowing_while_a_vocabulary_encodes(segmenter):
     assert last.labels.encoding == "mono16" and len(last.info.class_names) == len(big)
 
 
+def test_frames_keep_flowing_while_a_template_ensemble_encodes(segmenter):
+    """20 classes in CLIP's 80 templates (1,600 sentences, the text-encoder work an ensemble
+    multiplies) encode while a 5 Hz stream flows: no output gap > two input periods."""
+    client, period = segmenter.client, 0.2
+    names = [f"{name} in the ensemble" for name in world_class_names()[:20]]
+    run = stream_while_changing_vocabulary(client, segmenter.frames, names, period_s=period,
+                                           prompt_templates=["imagenet"])
+    assert run.reply is not None and run.reply.success, run.reply and run.reply.message
+    assert len(run.reply.prompt_templates) == 80
+    assert len(run.arrivals) >= 0.8 * len(run.keys), f"only {len(run.arrivals)} of {len(run.keys)} frames came back"
+    assert run.max_gap_s() <= 2 * period + 0.05, \
+        f"output gap {run.max_gap_s():.3f} s while encoding ({run.reply.encode_time_ms:.0f} ms)"
+    assert client.frames[run.keys[-1]].info.vocabulary_version == run.reply.vocabulary_version
+
+
 BAD_VOCABULARIES = {
     "empty list": ([], "empty"),
     "duplicates": (["red circle", "blue ring", "red circle"], "duplicates"),
@@ -129,3 +144,54 @@ def test_label_info_follows_every_change(segmenter):
     assert wait_until(lambda: segmenter.client.label_info
                       and segmenter.client.label_info[-1].vocabulary_version == reply.vocabulary_version, timeout=10)
 
+
+
+def test_synonyms_and_a_template_ensemble_round_trip_through_the_services(segmenter):
+    client = segmenter.client
+    names = ["red circle|red disc|scarlet circle", "green square", "blue triangle|blue wedge"]
+    reply = client.set_vocabulary(names, prompt_templates=["a {} seen by a robot.", "imagenet"])
+    assert reply.success, reply.message
+    assert list(reply.class_names) == ["red circle", "green square", "blue triangle"]
+    assert list(reply.class_synonyms) == names
+    assert len(reply.prompt_templates) == 81 and reply.prompt_templates[0] == "a {} seen by a robot."
+    assert "2 with synonyms" in reply.message and "81 templates" in reply.message
+    current = client.get_vocabulary()
+    assert current.vocabulary_version == reply.vocabulary_version
+    assert list(current.class_synonyms) == names and list(current.prompt_templates) == list(reply.prompt_templates)
+    assert current.prompt_template == "a {} seen by a robot."
+    assert wait_until(lambda: client.label_info and client.label_info[-1].vocabulary_version == reply.vocabulary_version,
+                      timeout=10)
+    info = client.label_info[-1]
+    assert list(info.class_synonyms) == names and list(info.prompt_templates) == list(reply.prompt_templates)
+    outputs = segment_one(segmenter)
+    assert list(outputs.info.class_names) == ["red circle", "green square", "blue triangle"]
+
+    kept = client.set_vocabulary(["cyan star|teal star"])   # neither template field: the ensemble stays
+    assert kept.success and list(kept.prompt_templates) == list(reply.prompt_templates)
+    single = client.set_vocabulary(["cyan star"], prompt_template="a photo of a {}.")
+    assert single.success and list(single.prompt_templates) == ["a photo of a {}."]
+
+
+BAD_ENSEMBLES = {
+    "empty synonym": (["red circle|", "blue ring"], {}, "synonym 1 is empty"),
+    "a synonym naming another class": (["red circle|blue ring", "blue ring"], {}, "repeats a name of class 0"),
+    "too many synonyms": (["|".join(f"red {i}" for i in range(17))], {}, "synonyms; at most"),
+    "too many templates": (["red circle"], {"prompt_templates": [f"{i} {{}}" for i in range(101)]}, "at most 100"),
+    "template without placeholder": (["red circle"], {"prompt_templates": ["imagenet", "a red thing"]}, "exactly one"),
+    "repeated template": (["red circle"], {"prompt_templates": ["imagenet", "a photo of a {}."]}, "repeats template"),
+    "one template and a list": (["red circle"], {"prompt_template": "a {}.", "prompt_templates": ["imagenet"]},
+                                "not both"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ENSEMBLES)
+def test_bad_synonyms_and_ensembles_are_refused_and_the_old_vocabulary_stays(segmenter, case):
+    names, fields, reason = BAD_ENSEMBLES[case]
+    before = segmenter.client.get_vocabulary()
+    reply = segmenter.client.set_vocabulary(names, **fields)
+    assert not reply.success and reason in reply.message, reply.message
+    assert reply.vocabulary_version == before.vocabulary_version
+    after = segmenter.client.get_vocabulary()
+    assert list(after.class_synonyms) == list(before.class_synonyms)
+    assert list(after.prompt_templates) == list(before.prompt_templates)
+    assert segment_one(segmenter).info.vocabulary_version == before.vocabulary_version

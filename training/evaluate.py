@@ -15,26 +15,35 @@ them come the whole-frame numbers a user sees through the segmenter (zs3_core/op
 background and low-scoring pixels unlabeled): the share of background pixels left unlabeled,
 and each object class's IoU over the whole frame, where every pixel predicted as the class
 counts, background included.
+
+The classes may be asked for with synonyms and a prompt-template ensemble (`templates`,
+`synonyms`; `zs3 eval --templates imagenet --synonyms "red circle|red disc"`), embedded as
+the segmenter embeds them (zs3_core/class_embeddings.py); the metrics record what was used.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from zs3_core.class_embeddings import class_embeddings, sentence_encoder, templates_for_model
 from zs3_core.datasets.test_time_augmentation import augmented_predict
 from zs3_core.eval_report import plot_per_class_iou, write_metrics_json
+from zs3_core.prompt_templates import describe_templates
+from zs3_core.vocabulary import Vocabulary, VocabularyError, class_name
 
 from training.config import RunConfig
 from training.data import evaluation_set
 
 SUMMARY_KEYS = ("mIoU_seen", "mIoU_unseen", "hIoU", "mIoU", "pAcc")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,17 +105,43 @@ def class_scores(model: nn.Module, class_embeddings: torch.Tensor, seen_ids, off
     return predict
 
 
-def gzs3_predictor(model: nn.Module, run: RunConfig, gzs3, device: torch.device | str = "cpu"):
+def gzs3_vocabulary(model: nn.Module, run: RunConfig, class_names: Sequence[str], templates: Sequence[str] = (),
+                    synonyms: Sequence[str] = ()) -> tuple[Vocabulary, str]:
+    """The dataset's classes as a Vocabulary: each with its `synonyms` entry ("name|synonym|…",
+    named by a class of the dataset), in `templates` (an ensemble or set names; none: the
+    model's template), as `model` takes them → (vocabulary, note on what was used instead)."""
+    written = {class_name(entry): entry for entry in synonyms}
+    unknown = sorted(set(written) - set(class_names))
+    if unknown:
+        raise VocabularyError(f"synonyms given for {', '.join(map(repr, unknown))}, which the dataset does not have")
+    vocabulary = Vocabulary.create([written.get(name, name) for name in class_names],
+                                   None if templates else run.model.prompt_template, templates=templates or None)
+    used, note = templates_for_model(model, vocabulary.templates, run.model.prompt_template)
+    return Vocabulary(vocabulary.names, used, vocabulary.synonyms), note
+
+
+def gzs3_predictor(model: nn.Module, run: RunConfig, gzs3, device: torch.device | str = "cpu",
+                   templates: Sequence[str] = (), synonyms: Sequence[str] = ()):
     """The Predict callable over all of the split's classes (seen and unseen), prompted and
     calibrated as `run` says: what `evaluate_model` scores and benches must score alike."""
-    embeddings = model.encode_classes(list(gzs3.class_names), run.model.prompt_template).to(device)
+    vocabulary, note = gzs3_vocabulary(model, run, gzs3.class_names, templates, synonyms)
+    if note:
+        log.warning("%s", note)
+    embeddings = class_embeddings(vocabulary, sentence_encoder(model)).to(device)
     return class_scores(model, embeddings, gzs3.seen_ids, run.eval.seen_score_offset)
 
 
-def inference_protocol(run: RunConfig) -> dict:
-    """The settings that decide a prediction beyond the weights, recorded with its metrics."""
-    return {"eval_mode": run.data.eval_mode, "test_time_scales": list(run.eval.test_time_scales),
-            "test_time_flip": run.eval.test_time_flip}
+def inference_protocol(run: RunConfig, vocabulary: Optional[Vocabulary] = None) -> dict:
+    """The settings that decide a prediction beyond the weights, recorded with its metrics;
+    with `vocabulary`, the templates and any synonyms it was asked in."""
+    protocol = {"eval_mode": run.data.eval_mode, "test_time_scales": list(run.eval.test_time_scales),
+                "test_time_flip": run.eval.test_time_flip}
+    if vocabulary is not None:
+        protocol["templates"] = describe_templates(vocabulary.templates)
+        with_synonyms = [entry for entry in vocabulary.written_classes() if "|" in entry]
+        if with_synonyms:
+            protocol["synonyms"] = with_synonyms
+    return protocol
 
 
 def model_window(run: RunConfig) -> int:
@@ -153,13 +188,15 @@ def whole_frame_numbers(frame, gzs3, threshold: float, source: str) -> dict:
 @torch.inference_mode()
 def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str = "cpu",
                    split: Optional[str] = None, progress: bool = True,
-                   shard: tuple[int, int] = (0, 1),
-                   images: Optional[range] = None) -> EvaluationResult:
+                   shard: tuple[int, int] = (0, 1), templates: Sequence[str] = (),
+                   synonyms: Sequence[str] = (), images: Optional[range] = None) -> EvaluationResult:
     """Run GZS3 evaluation of `model` on the eval split of `run` (or on its `images` alone,
     e.g. held-out validation scenes a setting is chosen on).
 
     shard=(rank, world) under DDP: each process predicts every world-th image and the
-    confusion counts are summed over processes, so all ranks return the full result."""
+    confusion counts are summed over processes, so all ranks return the full result.
+    `templates` / `synonyms`: the classes asked in a template ensemble and with synonyms
+    (`gzs3_vocabulary`); the metrics' protocol then records them."""
     from zs3_core.metrics import ConfusionMatrix
     from zs3_core.open_set import resolve_threshold, unlabel
 
@@ -168,7 +205,7 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
     gzs3 = eval_set.source.gzs3
     was_training = model.training
     model.eval()
-    predict = gzs3_predictor(model, run, gzs3, device)
+    predict = gzs3_predictor(model, run, gzs3, device, templates, synonyms)
     matrix = ConfusionMatrix(gzs3.num_classes, ignore_index=run.data.ignore_index,
                              class_names=list(gzs3.class_names))
     frame = ConfusionMatrix(gzs3.num_classes, ignore_index=run.data.ignore_index,
@@ -203,7 +240,9 @@ def evaluate_model(model: nn.Module, run: RunConfig, device: torch.device | str 
     whole = whole_frame_numbers(frame, gzs3, threshold, source) if background else {}
     return EvaluationResult(gzs3.name, [gzs3.class_names[i] for i in gzs3.object_ids],
                             [position[i] for i in gzs3.seen_object_ids], [position[i] for i in gzs3.unseen_ids],
-                            iou, summary, len(chosen), inference_protocol(run), whole)
+                            iou, summary, len(chosen),
+                            inference_protocol(run, gzs3_vocabulary(model, run, gzs3.class_names, templates, synonyms)[0]
+                                               if templates or synonyms else None), whole)
 
 
 def write_report(result: EvaluationResult, out_dir: Path) -> dict[str, Path]:

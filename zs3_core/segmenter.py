@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from zs3_core.backends import BackendError, ImageBackend, create_backend
+from zs3_core.class_embeddings import class_embeddings, sentence_encoder, templates_for_model
 from zs3_core.config import DEFAULT_MODEL_CONFIG, ModelConfig, dataclass_to_dict, load_model_config
 from zs3_core.models import build_model
 from zs3_core.open_set import background_ids, leave_out_background, resolve_threshold, unlabel
@@ -41,6 +42,7 @@ class EncodedVocabulary:
     embeddings: torch.Tensor
     vocabulary_version: int       # increases with every vocabulary encoded; results and messages carry it
     encode_ms: float = 0.0
+    notes: tuple[str, ...] = ()   # what was used instead of what was asked (e.g. a model without ensembles)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -48,7 +50,16 @@ class EncodedVocabulary:
 
     @property
     def template(self) -> str:
+        """The first template in force (the only one unless an ensemble is)."""
         return self.vocabulary.template
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        return self.vocabulary.templates
+
+    @property
+    def synonyms(self) -> tuple[tuple[str, ...], ...]:
+        return self.vocabulary.synonyms
 
     @property
     def unlabeled_value(self) -> int:
@@ -146,40 +157,49 @@ class Segmenter:
     def vocabulary(self) -> Optional[EncodedVocabulary]:
         return self._current
 
-    def encode_vocabulary(self, names: Sequence[str], template: Optional[str] = None) -> EncodedVocabulary:
-        """Validate and encode `names`; the vocabulary in force is not touched.
+    def encode_vocabulary(self, names: Sequence[str], template: Optional[str] = None,
+                          templates: Optional[Sequence[str]] = None) -> EncodedVocabulary:
+        """Validate and encode `names` ("name" or "name|synonym|…"); the vocabulary in force is
+        not touched. One `template`, or an ensemble `templates` (templates or built-in set
+        names such as "imagenet"); neither: the model config's template. A model that takes no
+        ensemble keeps its own template, and the result's `notes` say so.
 
         Raises VocabularyError with the reason for any unusable list or template.
         """
-        vocab = Vocabulary.create(names, template if template else self.config.prompt_template,
-                                  max_classes=self.max_classes)
+        if template and templates:
+            raise VocabularyError("give one prompt template or a list of prompt templates, not both")
+        vocab = Vocabulary.create(names, None if templates else (template or self.config.prompt_template),
+                                  max_classes=self.max_classes, templates=templates)
+        used, note = templates_for_model(self.model, vocab.templates, self.config.prompt_template)
+        if used != vocab.templates:
+            vocab = dataclasses.replace(vocab, templates=used)
         served = self.backend.max_classes
         if served is not None and len(vocab.names) > served:   # refused here, not on every frame
             raise VocabularyError(f"{len(vocab.names)} classes; the {self.backend.describe()} backend "
                                   f"serves at most {served} (its graph was built for 1..{served})")
         start = time.perf_counter()
         with self._encode_lock:      # one text-encoder run at a time; image path unaffected
-            embeddings = self.text_cache.get_or_encode(
-                self.model_id, vocab.template, list(vocab.names),
-                lambda missing: self._encode_text(missing, vocab.template))
+            embeddings = class_embeddings(vocab, lambda sentences: self.text_cache.get_or_encode(
+                self.model_id, sentences, self._encode_sentences))
             version = next(self._versions)
-        return EncodedVocabulary(vocab, embeddings, version, (time.perf_counter() - start) * 1000)
+        return EncodedVocabulary(vocab, embeddings, version, (time.perf_counter() - start) * 1000,
+                                 (note,) if note else ())
 
-    def _encode_text(self, names: list[str], template: str) -> torch.Tensor:
+    def _encode_sentences(self, sentences: list[str]) -> torch.Tensor:
         tokenizer = getattr(self.model, "tokenizer", None)
         if tokenizer is not None and hasattr(tokenizer, "encode"):
             limit = getattr(tokenizer, "context_length", 77)
-            for name in names:
-                n = len(tokenizer.encode(template.format(name))) + 2     # + start and end tokens
+            for sentence in sentences:
+                n = len(tokenizer.encode(sentence)) + 2     # + start and end tokens
                 if n > limit:
-                    raise VocabularyError(f"class {name[:40]!r} is {n} tokens with its template; "
-                                          f"CLIP reads at most {limit}")
-        with torch.inference_mode():
-            return self.model.encode_classes(names, template).float().cpu()
+                    raise VocabularyError(f"{sentence[:60]!r} is {n} tokens; CLIP reads at most {limit} "
+                                          f"(shorten the class name, synonym or template)")
+        return sentence_encoder(self.model)(sentences)
 
-    def set_vocabulary(self, names: Sequence[str], template: Optional[str] = None) -> EncodedVocabulary:
+    def set_vocabulary(self, names: Sequence[str], template: Optional[str] = None,
+                       templates: Optional[Sequence[str]] = None) -> EncodedVocabulary:
         """Encode `names` and make them the vocabulary `segment` uses by default."""
-        encoded = self.encode_vocabulary(names, template)
+        encoded = self.encode_vocabulary(names, template, templates)
         self._current = encoded
         return encoded
 

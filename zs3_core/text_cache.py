@@ -1,8 +1,12 @@
-"""Cache of class text embeddings.
+"""Cache of text embeddings, one per sentence.
 
-The text encoder runs only when the vocabulary changes, and then only for names it has not
-seen with this model and template: switching back and forth between vocabularies costs
-nothing after the first time.
+The text encoder runs only when the vocabulary changes, and then only for sentences it has
+not encoded with this model: switching back and forth between vocabularies, or adding a
+class to a large template ensemble, costs nothing for what was encoded before. A sentence
+is a template filled with one synonym ("a photo of a pedestrian."), so the key (model
+identity, sentence) covers everything that changes its embedding: the model's config and
+weights (`model_id`), the template and the synonym. A class's embedding, the mean over its
+sentences, is recomputed from these on every vocabulary (`zs3_core.class_embeddings`).
 """
 from __future__ import annotations
 
@@ -14,37 +18,37 @@ import torch
 
 
 class TextEmbeddingCache:
-    """LRU map (model id, template, class name) → (D,) embedding, safe across threads."""
+    """LRU map (model id, sentence) → (D,) embedding, safe across threads."""
 
     def __init__(self, max_entries: int = 20_000):
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, str, str], torch.Tensor] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get_or_encode(self, model_id: str, template: str, names: Sequence[str],
+    def get_or_encode(self, model_id: str, sentences: Sequence[str],
                       encode: Callable[[list[str]], torch.Tensor]) -> torch.Tensor:
-        """(C, D) embeddings for `names`; `encode(missing_names)` computes the ones not cached."""
+        """(N, D) embeddings of `sentences`; `encode(missing)` computes the ones not cached."""
         with self._lock:
-            found = {n: self._entries.get((model_id, template, n)) for n in names}
-        missing = [n for n, e in found.items() if e is None]
+            found = {s: self._entries.get((model_id, s)) for s in sentences}
+        missing = [s for s, e in found.items() if e is None]
         if missing:
             encoded = encode(missing)
             if encoded.shape[0] != len(missing):
-                raise RuntimeError(f"text encoder returned {encoded.shape[0]} embeddings for {len(missing)} names")
-            for name, emb in zip(missing, encoded):
-                found[name] = emb.detach().clone()
+                raise RuntimeError(f"text encoder returned {encoded.shape[0]} embeddings for {len(missing)} sentences")
+            for sentence, emb in zip(missing, encoded):
+                found[sentence] = emb.detach().clone()
         with self._lock:
-            self.hits += len(names) - len(missing)
+            self.hits += len(found) - len(missing)
             self.misses += len(missing)
-            for name in names:
-                key = (model_id, template, name)
-                self._entries[key] = found[name]
+            for sentence in found:
+                key = (model_id, sentence)
+                self._entries[key] = found[sentence]
                 self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
-        return torch.stack([found[n] for n in names])
+        return torch.stack([found[s] for s in sentences])
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -47,8 +47,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header
 
 from zs3_core import visualize
-from zs3_core.bags.output_fields import label_info_fields, segmentation_info_fields
+from zs3_core.bags.output_fields import label_info_fields, prompt_fields, segmentation_info_fields
 from zs3_core.config import load_model_config
+from zs3_core.prompt_templates import describe_templates
 from zs3_core.segmenter import EncodedVocabulary, SegmentationResult, Segmenter
 from zs3_core.vocabulary import VocabularyError
 from zs3_ros.conversions import numpy_to_image
@@ -118,7 +119,8 @@ class SegmenterNode(Node):
         # Why `auto` runs this backend instead of a faster one ("" when it got its first choice).
         self._backend_fallback = str(getattr(getattr(self._segmenter, "backend", None), "fallback", ""))
         # The vocabulary in force: one immutable reference, replaced whole (never patched).
-        self._vocabulary = self._segmenter.encode_vocabulary(list(cfg.classes), cfg.prompt_template or None)
+        self._vocabulary = self._segmenter.encode_vocabulary(list(cfg.classes), cfg.prompt_template or None,
+                                                             list(cfg.prompt_templates) or None)
         self._weights_note = _weights_note(self._segmenter, cfg)
 
         self._throttle = _Throttle(_WARN_PERIOD_S)
@@ -158,6 +160,8 @@ class SegmenterNode(Node):
             f"({cfg.input_transport if not cfg.camera_transports else '/'.join(cfg.camera_transports)}, "
             f"{cfg.qos_reliability}, depth {cfg.qos_depth}){batching}, "
             f"{len(self._vocabulary.names)} classes (vocabulary v{self._vocabulary.vocabulary_version})")
+        for note in self._vocabulary.notes:
+            self.get_logger().warning(note)
         if self._weights_note:
             self.get_logger().warning(self._weights_note)
         if self._backend_fallback:
@@ -272,9 +276,12 @@ class SegmenterNode(Node):
                                  response: SetVocabulary.Response) -> SetVocabulary.Response:
         """Encode on the vocabulary thread; the executor keeps serving the image path meanwhile."""
         names = list(request.class_names)
-        template = request.prompt_template or self._vocabulary.template
+        template, templates = request.prompt_template, list(request.prompt_templates)
+        if not template and not templates:   # neither given: the templates in force stay
+            templates = list(self._vocabulary.templates)
         t0 = time.perf_counter()
-        vocabulary, success, message = await self._on_vocabulary_thread(self._change_vocabulary, names, template)
+        vocabulary, success, message = await self._on_vocabulary_thread(
+            self._change_vocabulary, names, template, templates)
         return self._fill_vocabulary_reply(response, vocabulary, success, message, t0)
 
     def _on_vocabulary_thread(self, work: Callable[..., Any], *args: Any) -> Future:
@@ -295,14 +302,15 @@ class SegmenterNode(Node):
         self._vocabulary_thread.submit(run)
         return done
 
-    def _change_vocabulary(self, names: list[str], template: str) -> tuple[EncodedVocabulary, bool, str]:
+    def _change_vocabulary(self, names: list[str], template: str,
+                           templates: list[str]) -> tuple[EncodedVocabulary, bool, str]:
         """Validate and encode, then swap the snapshot between frames → (vocabulary, success, message).
 
         Runs on the vocabulary thread, the only writer of ``self._vocabulary``; readers take the reference.
         """
         old = self._vocabulary
         try:
-            new = self._segmenter.encode_vocabulary(names, template)
+            new = self._segmenter.encode_vocabulary(names, template or None, templates or None)
         except VocabularyError as err:
             return old, False, f"vocabulary rejected: {err}"
         except Exception as err:  # an encoder failure must not take the node down
@@ -311,8 +319,12 @@ class SegmenterNode(Node):
         self._vocabulary = new   # atomic reference swap: the next frame uses it
         self._publish_label_info(new)
         self.get_logger().info(f"vocabulary v{old.vocabulary_version} -> v{new.vocabulary_version}: {len(new.names)} classes")
-        return new, True, (f"vocabulary v{new.vocabulary_version} in force: {len(new.names)} classes "
-                           f"(was v{old.vocabulary_version}, {len(old.names)} classes)")
+        with_synonyms = sum(len(s) > 1 for s in new.synonyms)
+        return new, True, " ".join([
+            f"vocabulary v{new.vocabulary_version} in force: {len(new.names)} classes"
+            f"{f' ({with_synonyms} with synonyms)' if with_synonyms else ''}, templates: "
+            f"{describe_templates(new.templates)} (was v{old.vocabulary_version}, {len(old.names)} classes).",
+            *new.notes])
 
     @staticmethod
     def _fill_vocabulary_reply(response: SetVocabulary.Response, vocabulary: EncodedVocabulary, success: bool,
@@ -384,10 +396,12 @@ class SegmenterNode(Node):
 
 
 def _describe_vocabulary(response: VocabularyReply, vocabulary: EncodedVocabulary) -> VocabularyReply:
-    """The fields both vocabulary services share: version, class ids and names."""
+    """The fields both vocabulary services share: version, class ids and names, synonyms and templates."""
     response.vocabulary_version = int(vocabulary.vocabulary_version)
     response.class_ids = list(range(len(vocabulary.names)))
     response.class_names = list(vocabulary.names)
+    for name, value in prompt_fields(vocabulary).items():
+        setattr(response, name, value)
     return response
 
 

@@ -40,6 +40,7 @@ class NodeConfig:
     input_size: int = 0                       # 0 = the model config's own input size
     classes: tuple[str, ...] = ("red circle", "green square", "blue triangle")
     prompt_template: str = ""          # empty: the model config's template (what it was trained with)
+    prompt_templates: tuple[str, ...] = ()    # an ensemble instead (templates or set names, e.g. "imagenet")
     unlabeled_threshold: float = -1.0         # < 0: the model's calibrated open-set threshold (docs/open_set.md)
     background_classes: tuple[str, ...] = ("background",)   # their pixels are published as unlabeled
     publish_overlay: bool = True
@@ -70,6 +71,8 @@ class NodeConfig:
             raise ConfigError("model_config is empty: give the path of a model YAML (e.g. checkpoints/synthetic/ldvc.yaml)")
         if self.prompt_template and "{}" not in self.prompt_template:
             raise ConfigError(f"prompt_template must contain '{{}}' where the class name goes, got {self.prompt_template!r}")
+        if self.prompt_template and self.prompt_templates:
+            raise ConfigError("set prompt_template or prompt_templates, not both (one template, or an ensemble)")
         if not self.classes:
             raise ConfigError("classes is empty: give at least one class name")
         _in_range("input_size", self.input_size, 0, 4096)
@@ -160,6 +163,9 @@ _SPEC: dict[str, tuple[int, str, dict, bool]] = {
     "input_size": (ParameterType.PARAMETER_INTEGER, "Square network input size in pixels; 0 = the model config's", _int_range(0, 4096), True),
     "classes": (ParameterType.PARAMETER_STRING_ARRAY, "Initial vocabulary; change it at run time with ~/set_vocabulary", {}, True),
     "prompt_template": (ParameterType.PARAMETER_STRING, "Text prompt with '{}' for the class name; empty = the model config's", {}, True),
+    "prompt_templates": (ParameterType.PARAMETER_STRING_ARRAY,
+                         "Template ensemble instead of prompt_template: templates with '{}' or built-in set names "
+                         "(imagenet: CLIP's 80); a class's embedding averages them (LDVC keeps its own template)", {}, True),
     "unlabeled_threshold": (ParameterType.PARAMETER_DOUBLE,
                             "Pixels whose top probability is below this get the unlabeled value; negative = the "
                             "threshold calibrated with the model's checkpoint (docs/open_set.md)", _float_range(-1.0, 1.0), False),

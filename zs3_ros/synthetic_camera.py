@@ -200,8 +200,10 @@ class SegmenterClient:
             raise TimeoutError(f"no reply from {client.srv_name} within {timeout} s")
         return future.result()
 
-    def set_vocabulary(self, class_names: Sequence[str], prompt_template: str = "", timeout: float = 60.0) -> Any:
-        request = SetVocabulary.Request(class_names=list(class_names), prompt_template=prompt_template)
+    def set_vocabulary(self, class_names: Sequence[str], prompt_template: str = "", timeout: float = 60.0,
+                       prompt_templates: Sequence[str] = ()) -> Any:
+        request = SetVocabulary.Request(class_names=list(class_names), prompt_template=prompt_template,
+                                        prompt_templates=list(prompt_templates))
         return self._call(self._set_vocabulary, request, timeout)
 
     def set_vocabulary_async(self, class_names: Sequence[str], prompt_template: str = "") -> Any:
@@ -330,8 +332,10 @@ class StreamDuringChange:
 
 def stream_while_changing_vocabulary(client: SegmenterClient, frames: Sequence[Any], class_names: Sequence[str],
                                      period_s: float = 0.2, delay_s: float = 0.5, min_frames: int = 10,
-                                     timeout_s: float = 60.0) -> StreamDuringChange:
-    """Publish `frames` in turn every `period_s`; `delay_s` in, ask the node for `class_names`.
+                                     timeout_s: float = 60.0, prompt_templates: Sequence[str] = ()
+                                     ) -> StreamDuringChange:
+    """Publish `frames` in turn every `period_s`; `delay_s` in, ask the node for `class_names`
+    (in the ensemble `prompt_templates` when given).
 
     Streams until the reply is in and at least `min_frames` went out, then one more frame,
     and waits for its outputs: the way an operator changes vocabulary on a live camera.
@@ -340,7 +344,7 @@ def stream_while_changing_vocabulary(client: SegmenterClient, frames: Sequence[A
 
     def change_vocabulary() -> None:
         time.sleep(delay_s)
-        reply_box["reply"] = client.set_vocabulary(class_names, timeout=timeout_s)
+        reply_box["reply"] = client.set_vocabulary(class_names, timeout=timeout_s, prompt_templates=prompt_templates)
 
     changer = threading.Thread(target=change_vocabulary, name="zs3_vocabulary_change")
     changer.start()

@@ -25,6 +25,8 @@ from zs3_core.eval_report import (
 )
 from zs3_core.metrics import ConfusionMatrix
 from zs3_core.bags.annotated_bag import AnnotatedBagWriter
+from zs3_core.bags.output_fields import prompt_fields
+from zs3_core.prompt_templates import describe_templates
 from zs3_core.bags.bag_io import (
     COMPRESSED_TYPES, IMAGE_TYPES, BagReadError, connections_for, decode_label_image, decode_rgb,
     is_rosbag1, iter_messages, open_bag, stamp_ns,
@@ -137,7 +139,10 @@ def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
         log.info("ground-truth classes not in any vocabulary (not scored): %s",
                  ", ".join(classes.unmatched_gt_names[:20]))
     # Encode every vocabulary up front, as the node encodes off the image path.
-    vocabularies = [segmenter.encode_vocabulary(list(e.classes), e.template) for e in opts.schedule.entries]
+    vocabularies = [segmenter.encode_vocabulary(list(e.classes), e.template, list(e.templates) or None)
+                    for e in opts.schedule.entries]
+    for note in {note for v in vocabularies for note in getattr(v, "notes", ())}:
+        log.warning("%s", note)
     pred_luts = [classes.prediction_lut(v.names) for v in vocabularies]
     confusion = ConfusionMatrix(len(eval_names), ignore_index=IGNORE, class_names=eval_names)
     cameras = {image: _Camera(image, labels, len(eval_names), opts.stamp_tolerance_ns)
@@ -274,7 +279,8 @@ def evaluate_bag(segmenter: Any, options: BagEvalOptions) -> BagEvalResult:
         "throughput_fps": len(records) / wall if wall > 0 else 0.0,
         "classes": eval_names,
         "unseen_classes": unseen,
-        "vocabulary_schedule": [{"at": e.at_s, "classes": list(e.classes), "version": v.vocabulary_version}
+        "vocabulary_schedule": [{"at": e.at_s, "classes": list(e.classes), "version": v.vocabulary_version,
+                                 "templates": describe_templates(tuple(prompt_fields(v)["prompt_templates"]))}
                                 for e, v in zip(opts.schedule.entries, vocabularies)],
         "latency_ms": _latency(records),
         "aggregate": confusion.summary(*(split or (None, None))) if has_gt else {},

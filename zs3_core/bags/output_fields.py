@@ -38,4 +38,13 @@ def label_info_fields(vocabulary: Any, threshold: float) -> dict:
     return dict(vocabulary_version=int(vocabulary.vocabulary_version),
                 class_ids=np.arange(n, dtype=np.uint16), class_names=list(vocabulary.names),
                 threshold=float(threshold), unlabeled_value=int(vocabulary.unlabeled_value),
-                prompt_template=vocabulary.template or "", rgba=rgba)
+                prompt_template=vocabulary.template or "", rgba=rgba, **prompt_fields(vocabulary))
+
+
+def prompt_fields(vocabulary: Any) -> dict:
+    """The synonyms and templates in force, as LabelInfo and the vocabulary services report
+    them: `class_synonyms[i]` is class i written "name|synonym|…", `prompt_templates` every
+    template. A vocabulary without synonyms or an ensemble reports its names and its template."""
+    synonyms = getattr(vocabulary, "synonyms", None) or tuple((name,) for name in vocabulary.names)
+    templates = getattr(vocabulary, "templates", None) or ((vocabulary.template,) if vocabulary.template else ())
+    return dict(class_synonyms=["|".join(s) for s in synonyms], prompt_templates=list(templates))

@@ -6,8 +6,11 @@ bag evaluation replays that with a schedule of (bag time, class list) entries. A
 
 Schedule file (YAML), times in seconds from the start of the bag:
     - {at: 0.0, classes: [red circle, blue ring]}
-    - {at: 5.0, classes: [red circle, blue ring, green star], template: "a photo of a {}."}
-Vocabulary file: a YAML list, a YAML mapping {classes: [...], template: ...}, or one name a line.
+    - {at: 5.0, classes: [red circle|red disc, blue ring, green star], template: "a photo of a {}."}
+    - {at: 9.0, classes: [red circle, blue ring], templates: [imagenet]}
+Vocabulary file: a YAML list, a YAML mapping {classes: [...], template: ... or templates: [...]},
+or one name a line. A class may carry synonyms ("red circle|red disc"); it is scored under
+its first name.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from zs3_core.vocabulary import parse_class_list
+from zs3_core.vocabulary import class_name, parse_class_list
 
 
 class ScheduleError(ValueError):
@@ -29,6 +32,7 @@ class ScheduleEntry:
     at_s: float
     classes: tuple[str, ...]
     template: str | None = None
+    templates: tuple[str, ...] = ()      # an ensemble instead of `template` (templates or set names)
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,8 @@ class VocabularySchedule:
                 raise ScheduleError(f"schedule entry at {e.at_s} s has no classes")
 
     @classmethod
-    def single(cls, classes, template: str | None = None) -> VocabularySchedule:
-        return cls((ScheduleEntry(0.0, tuple(classes), template),))
+    def single(cls, classes, template: str | None = None, templates=()) -> VocabularySchedule:
+        return cls((ScheduleEntry(0.0, tuple(classes), template, tuple(templates or ())),))
 
     def index_at(self, t_s: float) -> int:
         """Index of the entry in force at `t_s` seconds (the first entry before its time)."""
@@ -55,10 +59,11 @@ class VocabularySchedule:
 
     @property
     def all_classes(self) -> list[str]:
-        """Every class of every entry, in order of first appearance: the evaluation classes."""
+        """Every class of every entry (by its name, the first synonym), in order of first
+        appearance: the evaluation classes."""
         seen: dict[str, None] = {}
         for e in self.entries:
-            seen.update(dict.fromkeys(e.classes))
+            seen.update(dict.fromkeys(class_name(c) for c in e.classes))
         return list(seen)
 
 
@@ -71,7 +76,7 @@ def load_vocabulary_file(path: str | Path) -> VocabularySchedule:
         data = None
     if isinstance(data, dict):
         return VocabularySchedule.single([str(c) for c in data.get("classes") or []],
-                                         data.get("template"))
+                                         data.get("template"), _templates(data, path))
     if isinstance(data, list) and all(isinstance(c, str) for c in data):
         return VocabularySchedule.single(data)
     names = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
@@ -92,5 +97,15 @@ def load_schedule_file(path: str | Path) -> VocabularySchedule:
         if isinstance(classes, str):
             classes = parse_class_list(classes)
         entries.append(ScheduleEntry(float(item["at"]), tuple(str(c) for c in classes),
-                                     item.get("template")))
+                                     item.get("template"), _templates(item, path)))
     return VocabularySchedule(tuple(entries))
+
+
+def _templates(item: dict, path: str | Path) -> tuple[str, ...]:
+    """The optional `templates:` list of a vocabulary or schedule entry."""
+    templates = item.get("templates") or ()
+    if isinstance(templates, str):
+        templates = [templates]
+    if not isinstance(templates, list):
+        raise ScheduleError(f"{path}: 'templates' must be a list of templates or set names, got {templates!r}")
+    return tuple(str(t) for t in templates)

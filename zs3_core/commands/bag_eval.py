@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from zs3_core.commands.segment import add_model_arguments
+from zs3_core.commands.segment import add_model_arguments, add_templates_argument
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,13 @@ def add_parser(subparsers) -> None:
     gt.add_argument("--labels-dir", default=None, help="ground-truth PNGs named <header stamp ns>.png")
     p.add_argument("--no-labels", action="store_true", help="ignore ground truth the bag carries")
     vocab = p.add_mutually_exclusive_group()
-    vocab.add_argument("--classes", default=None, help='comma-separated class names, e.g. "person,forklift"')
+    vocab.add_argument("--classes", default=None, help='comma-separated class names, each with optional '
+                       '"|"-separated synonyms, e.g. "person|pedestrian,forklift"')
     vocab.add_argument("--vocabulary", default=None, help="file of class names (YAML list or one a line)")
     vocab.add_argument("--vocabulary-schedule", default=None,
                        help="YAML list of {at: seconds from bag start, classes: [...]}: live vocabulary changes")
     p.add_argument("--template", default=None, help='prompt template with one "{}"')
+    add_templates_argument(p)
     p.add_argument("--gt-classes", default=None,
                    help="ground-truth id → name file (YAML list/mapping or one a line); default: bag metadata")
     p.add_argument("--class-map", default=None, help='"gt_name=vocabulary_name,..." or a YAML mapping file')
@@ -71,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.vocabulary:
             schedule = load_vocabulary_file(args.vocabulary)
         elif args.classes:
-            schedule = VocabularySchedule.single(parse_class_list(args.classes), args.template)
+            schedule = VocabularySchedule.single(parse_class_list(args.classes), args.template, args.templates)
         elif meta.get("class_names"):
-            schedule = VocabularySchedule.single(meta["class_names"], args.template)
+            schedule = VocabularySchedule.single(meta["class_names"], args.template, args.templates)
         else:
             log.error("no vocabulary: give --classes, --vocabulary or --vocabulary-schedule")
             return 2

@@ -23,11 +23,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
 
 
+def add_templates_argument(parser: argparse.ArgumentParser) -> None:
+    """`--templates`: a prompt-template ensemble, one template or built-in set name per use."""
+    parser.add_argument("--templates", action="append", default=[], metavar="TEMPLATE_OR_SET",
+                        help='a prompt template with one "{}", or a built-in set such as "imagenet" '
+                             "(CLIP's 80); repeat to average several; instead of --template")
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("segment", help="segment one image into the given classes")
     p.add_argument("image", help="input image (any format OpenCV reads)")
-    p.add_argument("--classes", required=True, help='comma-separated class names, e.g. "person,forklift"')
+    p.add_argument("--classes", required=True, help='comma-separated class names, each with optional '
+                   '"|"-separated synonyms, e.g. "person|pedestrian,forklift"')
     p.add_argument("--template", default=None, help='prompt template with one "{}" (default: the config\'s)')
+    add_templates_argument(p)
     p.add_argument("--out", required=True, help="label PNG to write (pixel = class index)")
     p.add_argument("--overlay", default=None, help="colour overlay PNG to write")
     p.add_argument("--confidence", default=None, help="confidence map (16-bit PNG, 65535 = 1.0)")
@@ -38,6 +47,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from zs3_core import Segmenter, VocabularyError
     from zs3_core.visualize import legend, overlay, write_label_png, write_rgb_png
+    from zs3_core.prompt_templates import describe_templates
     from zs3_core.vocabulary import parse_class_list
 
     bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
@@ -48,10 +58,12 @@ def run(args: argparse.Namespace) -> int:
     seg = Segmenter.from_config(args.config, checkpoint=args.checkpoint, backend=args.backend,
                                 device=args.device, precision=args.precision)
     try:
-        vocab = seg.set_vocabulary(parse_class_list(args.classes), args.template)
+        vocab = seg.set_vocabulary(parse_class_list(args.classes), args.template, args.templates)
     except VocabularyError as err:
         log.error("vocabulary refused: %s", err)
         return 2
+    for note in vocab.notes:
+        log.warning("%s", note)
     result = seg.segment(rgb)
     write_label_png(args.out, result.labels)
     if args.overlay:
@@ -63,5 +75,6 @@ def run(args: argparse.Namespace) -> int:
     summary = {name: {"fraction": round(float(f), 4), "confidence": round(float(c), 4)}
                for name, f, c in zip(vocab.names, result.class_fraction, result.class_confidence)}
     print(json.dumps({"labels": str(Path(args.out)), "backend": seg.backend_name,
+                      "templates": describe_templates(vocab.templates),
                       "ms": round(result.timings["total"], 1), "classes": summary}, indent=2))
     return 0

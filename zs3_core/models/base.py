@@ -25,6 +25,11 @@ class ZeroShotSegmentationModel(nn.Module):
     the logits."""
 
     config: ModelConfig
+    # Whether a template ensemble is averaged per class (zs3_core/class_embeddings.py). A model
+    # whose learned text prompts replace the hand-written template sets False and says why in
+    # `prompt_ensemble_note`; it keeps its config's template, and callers are told so.
+    prompt_ensembles: bool = True
+    prompt_ensemble_note: str = ""
 
     def encode_classes(self, names: Sequence[str], template: str) -> torch.Tensor:
         """Text side: (C, D) class embeddings for `template.format(name)` of each name."""

@@ -114,6 +114,11 @@ def mask_class_scores(probs: torch.Tensor, mask_logits: torch.Tensor) -> torch.T
 class DeOP(ZeroShotSegmentationModel):
     """(B, 3, S, S) image + (C, D) class embeddings → (B, C, S/4, S/4) mask-class scores."""
 
+    # The learned context sits at the input layer only, before the template's words, so a
+    # template ensemble varies the words after it (the model trained with "{}."; the effect is
+    # measured in docs/vocabularies.md).
+    prompt_ensembles = True
+
     def __init__(self, config: ModelConfig, clip):
         super().__init__()
         self.config = config

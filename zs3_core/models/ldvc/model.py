@@ -57,6 +57,12 @@ class LDVCOptions:
 class LDVC(ZeroShotSegmentationModel):
     """(B, 3, S, S) image + (C, D) class embeddings → (B, C, S/p, S/p) logits (eq. 13)."""
 
+    # The deep language prompts, learned at every text layer behind the trained template "{}.",
+    # take the place of the hand-written context an ensemble varies (Sec. 3.3, Table 6): LDVC
+    # keeps its template; synonyms still average.
+    prompt_ensembles = False
+    prompt_ensemble_note = "its deep language prompts, learned at every text layer, stand in for hand-written templates"
+
     def __init__(self, config: ModelConfig, clip):
         super().__init__()
         self.config = config
