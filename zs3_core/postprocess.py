@@ -42,7 +42,7 @@ use the same margin). The interpolation weights are read from ``F.interpolate`` 
   and then the columns of interest to the frame height reproduces the kernel's arithmetic.
 
 Confidence equals the literal method's bit for bit in settled cells and within a few units in
-the last place (< 1e-6) elsewhere. Small vocabularies (at most `LITERAL_UP_TO` classes) and
+the last place (< 1e-6) elsewhere. Small problems (classes × pixels up to `LITERAL_UP_TO`) and
 frames the size of the grid take the literal method, which is as fast there.
 
 The same torch code runs on the device the probabilities are on; only the labels (uint8 or
@@ -67,7 +67,7 @@ UNLABELED_MONO16 = 65535
 
 PROOF_MARGIN = 2.0 ** -18      # relative lead a label needs to be proved (see the module docstring)
 CORNER_CANDIDATES = 2          # top classes each grid point contributes to its cells' candidates
-LITERAL_UP_TO = 4              # vocabularies this small take the literal method (bench/postprocess.py)
+LITERAL_UP_TO = 6_000_000      # classes × pixels up to which the literal method is as fast (bench/postprocess.py)
 CHUNK_ELEMENTS = 1 << 22       # largest per-pixel × per-class work tensor (16 MiB of float32)
 _VECTOR_SPAN = 64              # columns: a multiple of the vector widths of the kernel's row loop
 BEATERS = 8                    # top classes per corner every class is first compared with (a pre-filter)
@@ -114,10 +114,12 @@ def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float,
     """(1, C, h, w) probabilities → (labels, confidence, class_confidence, class_fraction,
     unlabeled_value) at height × width, equal to `postprocess_literal`'s; see the module
     docstring. Labels are uint8 numpy (uint16 above 255 classes), unlabeled where the
-    confidence is below `threshold` (when > 0); class summaries count the labelled pixels."""
+    confidence is below `threshold` (when > 0); class summaries count the labelled pixels.
+    Up to `literal_up_to` classes × pixels (a (C, H, W) tensor of 24 MB) the literal method
+    runs instead: as fast there, measured by bench/postprocess.py."""
     p = probs[0].float()
     num_classes, h, w = p.shape
-    if num_classes <= literal_up_to or (h, w) == (height, width):
+    if num_classes * height * width <= literal_up_to or (h, w) == (height, width):
         return postprocess_literal(probs, height, width, threshold)
     rows, cols = axis_weights(h, height, p.device), axis_weights(w, width, p.device)
     labels, confidence = _label_bounded(p, rows, cols, threshold, corner_candidates)
