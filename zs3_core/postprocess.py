@@ -1,52 +1,47 @@
 """Model output grid → labels, confidence and per-class summaries at frame resolution.
 
 The labels are defined as the argmax over classes of the bilinearly upsampled class
-probabilities (``F.interpolate``, ``align_corners=False``), as `postprocess_literal`
-computes them. Done literally that costs classes × pixels in time and a ``(C, H, W)``
-float32 tensor in memory (8.5 GB for 1,024 classes at 1920×1080). `postprocess` gives the
-same labels at a cost set by the grid and the pixel count, with a proof for every pixel.
+probabilities (``F.interpolate``, ``align_corners=False``; ties go to the lowest class id),
+as `postprocess_literal` computes them. Done literally that costs classes × pixels in time
+and a ``(C, H, W)`` float32 tensor in memory (8.5 GB for 1,024 classes at 1920×1080).
+`postprocess` gives the same labels at a cost set by the grid and the pixel count, with a
+proof for every pixel.
 
 Why a few candidates suffice. A pixel's value for class k is a convex mix of k's
 probabilities at the four grid points (corners) around it: ``v_k(p) = Σ_i w_i(p) P_k(c_i)``,
-``w_i ≥ 0``, ``Σ w_i = 1``. Each grid cell takes as candidates the union of its corners' top
-`corner_candidates` classes; every other class k obeys, at every pixel of the cell,
+``w_i ≥ 0``, ``Σ w_i = 1``. If class b leads class a at all four corners of a cell, it leads
+at every pixel of the cell, so a cannot win there. The work is done at grid resolution first:
 
-    v_k(p) ≤ Σ_i w_i(p) R_i = B(p),   R_i = the largest probability at corner i of a class
-                                       that is not a candidate of the cell,
+1. Cells. The frame's rows (and columns) fall into segments that mix the same two grid
+   rows; rows whose second weight is zero (the border, rows exactly on a grid line) form
+   their own segments, whose "cell" has just those grid points. Per cell, the candidates are
+   the classes that no other class beats at all four corners (`_beats`; ties ranked as the
+   argmax ranks them). Every class is first compared with the top few of each corner, then
+   the few left with each other. A cell with one candidate is that class's.
+2. Tiles. Inside a cell every value is bilinear in the pixel position, so the lead of one
+   class over another is smallest at a corner of any rectangle of pixels. The candidates are
+   evaluated at the corners of TILE × TILE tiles; a tile whose corners all show the same
+   winner ahead of every other candidate is that winner's, and only its value (the
+   confidence) is computed per pixel.
+3. Pixels. In the other tiles (class borders) the candidates that survive the tile's own
+   comparison are evaluated per pixel (memory: tile pixels × candidates, never ``C × H × W``).
 
-so where the best candidate beats B(p) no other class can win. Work happens at grid
-resolution first:
+Why the labels are identical, not merely close. Values computed here round differently
+from ``F.interpolate``'s kernel (fused multiply-adds, border weights), each within 8·2⁻²⁴ of
+its value for non-negative probabilities. A lead counts only where it exceeds a margin
+ρ = 2⁻¹⁸ of the value (twice the largest possible disagreement), or where it is an exact
+tie of classes equal at every corner with a nonzero weight (then the kernel ties too and
+the lowest id wins, as here). The interpolation weights are read from ``F.interpolate``
+itself (`axis_weights`). The rare pixels within the margin of a rival or of the unlabeled
+threshold get their values from ``F.interpolate`` itself (`_settle_with_kernel`).
 
-1. A candidate that another candidate beats at all four corners (v is a convex mix, so the
-   other then wins at every pixel of the cell) is dropped.
-2. A cell left with one candidate that beats R_i at all four corners is *settled*: that
-   class wins at every pixel, and it is the top class at each corner, so the cell's
-   confidence is the upsampled top-probability map — one channel through ``F.interpolate``,
-   bit for bit the literal method's value. On trained models most cells are settled.
-3. The other cells' pixels evaluate their few candidates and B, one grid row band at a time
-   (memory: candidates × band pixels, never ``C × H × W``).
-
-Why the labels are identical, not merely close. The per-pixel sums of step 3 round
-differently from ``F.interpolate``'s kernel (fused multiply-adds, border weights), by a few
-units in the last place: relative error < 8·2⁻²⁴ for non-negative probabilities. A label is
-taken as proved only where the winner leads every rival, the bound B and the unlabeled
-threshold by more than a margin ρ = 2⁻¹⁶ of its value (the grid-level tests of steps 1–2
-use the same margin). The interpolation weights are read from ``F.interpolate`` itself
-(`axis_weights`). The rare pixels without a proof:
-
-- where B was not beaten, every class is evaluated at that pixel (``pixels × C``);
-- where two classes are within the margin (a near tie that only rounding decides, e.g.
-  bf16-rounded probabilities equal at two corners) or the winner is within it of the
-  threshold, the tied classes are evaluated by ``F.interpolate`` itself over those pixels'
-  columns only: bilinear is separable, so interpolating the grid rows to the frame width
-  and then the columns of interest to the frame height reproduces the kernel's arithmetic.
-
-Confidence equals the literal method's bit for bit in settled cells and within a few units in
-the last place (< 1e-6) elsewhere. Small problems (classes × pixels up to `LITERAL_UP_TO`) and
-frames the size of the grid take the literal method, which is as fast there.
+Confidence equals the literal method's within a few units in the last place (< 1e-6).
+Small problems (classes × pixels up to `LITERAL_UP_TO`) and frames the size of the grid take
+the literal method, which is as fast there (bench/postprocess.py).
 
 The same torch code runs on the device the probabilities are on; only the labels (uint8 or
-uint16), the confidence image and two C-long vectors come back to the host.
+uint16) and the confidence image come back to the host, where the per-class summaries are
+counted.
 
 Users: `Segmenter.segment`, hence the node, ``zs3 segment`` and bag evaluation. Training
 evaluation (training/evaluate.py) keeps its own literal upsample-then-argmax of averaged
@@ -66,7 +61,6 @@ UNLABELED_MONO8 = 255
 UNLABELED_MONO16 = 65535
 
 PROOF_MARGIN = 2.0 ** -18      # relative lead a label needs to be proved (see the module docstring)
-CORNER_CANDIDATES = 2          # top classes each grid point contributes to its cells' candidates
 LITERAL_UP_TO = 6_000_000      # classes × pixels up to which the literal method is as fast (bench/postprocess.py)
 CHUNK_ELEMENTS = 1 << 22       # largest per-pixel × per-class work tensor (16 MiB of float32)
 _VECTOR_SPAN = 64              # columns: a multiple of the vector widths of the kernel's row loop
@@ -110,7 +104,7 @@ def axis_weights(n_in: int, n_out: int, device) -> Axis:
 
 
 def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float,
-                corner_candidates: int = CORNER_CANDIDATES, literal_up_to: int = LITERAL_UP_TO):
+                literal_up_to: int = LITERAL_UP_TO):
     """(1, C, h, w) probabilities → (labels, confidence, class_confidence, class_fraction,
     unlabeled_value) at height × width, equal to `postprocess_literal`'s; see the module
     docstring. Labels are uint8 numpy (uint16 above 255 classes), unlabeled where the
@@ -122,7 +116,7 @@ def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float,
     if num_classes * height * width <= literal_up_to or (h, w) == (height, width):
         return postprocess_literal(probs, height, width, threshold)
     rows, cols = axis_weights(h, height, p.device), axis_weights(w, width, p.device)
-    labels, confidence = _label_bounded(p, rows, cols, threshold, corner_candidates)
+    labels, confidence = _label_bounded(p, rows, cols, threshold)
     return _finish(labels, confidence, num_classes, threshold)
 
 
@@ -180,21 +174,20 @@ def _beats(values_b, ids_b, values_a, ids_a, scale) -> torch.Tensor:
     return (lead > margin).all(dim=0) | ((lead >= 0).all(dim=0) & lower)
 
 
-def _cells(p: torch.Tensor, corner_candidates: int, scale, rows: _Segments, cols: _Segments) -> _Cells:
+def _cells(p: torch.Tensor, scale, rows: _Segments, cols: _Segments) -> _Cells:
     """The classes that can win somewhere in each grid cell: those no other class beats at
-    all four corners (`_beats`). Found in two steps: every class against the top
-    `corner_candidates` of each corner (ranked by value, then the lower id first, as the
-    argmax ranks ties) and their next `BEATERS`, then the few left against each other."""
+    all four corners (`_beats`). Found in two steps: every class against the top `BEATERS`
+    of each corner (ranked by value, then the lower id first, as the argmax ranks ties),
+    then the few left against each other."""
     num_classes = p.shape[0]
     h, w = rows.lo.shape[0], cols.lo.shape[0]         # cells: row segments × column segments
-    k = min(corner_candidates, num_classes)
     corners = [(rows.lo, cols.lo), (rows.lo, cols.hi), (rows.hi, cols.lo), (rows.hi, cols.hi)]
 
     def at_corners(grid: torch.Tensor) -> torch.Tensor:    # (n, h, w) → (4, h, w, n)
         return torch.stack([grid[:, r][:, :, c].permute(1, 2, 0) for r, c in corners])
 
-    ranked_ids = p.sort(dim=0, descending=True, stable=True).indices[:max(k, BEATERS)]
-    top = at_corners(ranked_ids).permute(1, 2, 0, 3).reshape(h, w, -1)         # (h, w, 4k)
+    ranked_ids = p.sort(dim=0, descending=True, stable=True).indices[:BEATERS]
+    top = at_corners(ranked_ids).permute(1, 2, 0, 3).reshape(h, w, -1)         # (h, w, 4 BEATERS)
     every_value = at_corners(p)                                                    # (4, h, w, C)
     every_id = torch.arange(num_classes, device=p.device).expand(h, w, -1)
     top_values = every_value.gather(-1, top.unsqueeze(0).expand(4, -1, -1, -1))
@@ -225,12 +218,12 @@ def _cells(p: torch.Tensor, corner_candidates: int, scale, rows: _Segments, cols
     return _Cells(ids, values, equal, survive.sum(dim=-1) == 1)
 
 
-def _label_bounded(p: torch.Tensor, rows: Axis, cols: Axis, threshold: float, corner_candidates: int):
+def _label_bounded(p: torch.Tensor, rows: Axis, cols: Axis, threshold: float):
     """(H, W) labels (int64) and confidence (float32) from the candidates of each cell."""
     height, width = rows.i0.shape[0], cols.i0.shape[0]
     scale = None if bool((p >= 0).all()) else float(p.abs().max())
     row_segments, col_segments = _segments(rows), _segments(cols)
-    cells = _cells(p, corner_candidates, scale, row_segments, col_segments)
+    cells = _cells(p, scale, row_segments, col_segments)
     cells = cells._replace(ids=cells.ids.to(_label_dtype(p.shape[0])))
     labels = torch.empty((height, width), dtype=_label_dtype(p.shape[0]), device=p.device)
     confidence = torch.empty((height, width), dtype=torch.float32, device=p.device)
