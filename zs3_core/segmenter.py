@@ -25,15 +25,12 @@ from zs3_core.class_embeddings import class_embeddings, sentence_encoder, templa
 from zs3_core.config import DEFAULT_MODEL_CONFIG, ModelConfig, dataclass_to_dict, load_model_config
 from zs3_core.models import build_model
 from zs3_core.open_set import background_ids, leave_out_background, resolve_threshold, unlabel
-from zs3_core.preprocess import to_model_input, upsample_probabilities
+from zs3_core.postprocess import UNLABELED_MONO8, UNLABELED_MONO16, postprocess, unlabeled_value_for  # noqa: F401
+from zs3_core.preprocess import to_model_input
 from zs3_core.text_cache import TextEmbeddingCache
 from zs3_core.vocabulary import MAX_CLASSES, Vocabulary, VocabularyError
 
 log = logging.getLogger(__name__)
-
-UNLABELED_MONO8 = 255
-UNLABELED_MONO16 = 65535
-
 
 @dataclass(frozen=True)
 class EncodedVocabulary:
@@ -66,11 +63,6 @@ class EncodedVocabulary:
         return unlabeled_value_for(len(self.names))
 
 
-def unlabeled_value_for(num_classes: int) -> int:
-    """255 while the classes fit mono8 labels (ids 0..254), else 65535 for mono16."""
-    return UNLABELED_MONO8 if num_classes <= 255 else UNLABELED_MONO16
-
-
 @dataclass
 class SegmentationResult:
     labels: np.ndarray            # (H, W) uint8 or uint16: class index, or unlabeled_value
@@ -81,29 +73,6 @@ class SegmentationResult:
     unlabeled_value: int
     timings: dict = field(default_factory=dict)   # milliseconds: preprocess, model, postprocess, total;
                                                   # batch_size: frames that shared the model call
-
-
-def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float):
-    """(1, C, h, w) probabilities → labels, confidence and per-class summaries at H×W."""
-    num_classes = probs.shape[1]
-    full = upsample_probabilities(probs, height, width)              # (C, H, W)
-    confidence, labels = full.max(dim=0)
-    labels_np = labels.numpy()
-    confidence_np = confidence.clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)
-    unlabeled = unlabeled_value_for(num_classes)
-    counted = labels_np.ravel()
-    weights = confidence_np.ravel()
-    if threshold > 0:
-        keep = weights >= threshold
-        counted, weights = counted[keep], weights[keep]
-    counts = np.bincount(counted, minlength=num_classes).astype(np.float64)
-    sums = np.bincount(counted, weights=weights, minlength=num_classes)
-    class_confidence = np.divide(sums, counts, out=np.zeros(num_classes), where=counts > 0).astype(np.float32)
-    class_fraction = (counts / labels_np.size).astype(np.float32)
-    out_labels = labels_np.astype(np.uint8 if unlabeled == UNLABELED_MONO8 else np.uint16)
-    if threshold > 0:
-        out_labels[confidence_np < threshold] = unlabeled
-    return out_labels, confidence_np, class_confidence, class_fraction, unlabeled
 
 
 class Segmenter:
@@ -229,7 +198,7 @@ class Segmenter:
         x = torch.cat([to_model_input(rgb, self.config.input_size, self.config.pixel_mean, self.config.pixel_std)
                        for rgb in frames])
         t1 = time.perf_counter()
-        probs = self.backend(x, vocab.embeddings).cpu()
+        probs = self.backend(x, vocab.embeddings)     # stays on its device: postprocess returns host arrays
         t2 = time.perf_counter()
         results = []
         shared = {"preprocess": (t1 - t0) * 1e3 / len(frames), "model": (t2 - t1) * 1e3,
