@@ -233,6 +233,7 @@ class Segmenter:
             class_conf, class_frac = leave_out_background(class_conf, class_frac, background)
         return SegmentationResult(labels, confidence, class_conf, class_frac, vocab.vocabulary_version, unlabeled)
 
+
 def _describe_model(config: ModelConfig) -> str:
     """Identity of the text side for the embedding cache: config + weight files (path, size, mtime)."""
     parts = [repr(sorted(dataclass_to_dict(config).items(), key=lambda kv: kv[0]))]
