@@ -122,3 +122,45 @@ def test_zs3_eval_runs_the_training_free_baseline_on_a_dataset(voc_root, tmp_pat
     assert code == 0
     assert "| mIoU_seen |" in capsys.readouterr().out
     assert json.loads((tmp_path / "report/metrics.json").read_text())["num_images"] == 2
+
+
+def test_whole_mode_feeds_the_model_at_its_serving_size_and_images_selects_scenes(voc_root, tmp_path):
+    """A model served at another size than its training crop (model.input_size 48, crop 32) is
+    scored as the Segmenter feeds it; `images` scores those images alone."""
+    config = tiny_config(voc_root, tmp_path)
+    config["model"]["input_size"] = 48
+    run = build_run_config(config)
+    model = TinySegmenter()
+    result = evaluate_model(model, run, progress=False, images=range(1, 3))
+    ev = evaluation_set(run)
+    embeddings = model.encode_classes(VOC_SPLIT.class_names, run.model.prompt_template)
+    preds, targets = [], []
+    with torch.no_grad():
+        for i in (1, 2):
+            image, target = ev[i]
+            x = torch.nn.functional.interpolate(image[None], size=(48, 48), mode="bilinear")
+            probs = torch.nn.functional.interpolate(model.predict(x, embeddings), size=image.shape[-2:],
+                                                    mode="bilinear")
+            probs = torch.nn.functional.interpolate(probs, size=target.shape, mode="bilinear")
+            preds.append(probs.argmax(1)[0].numpy())
+            targets.append(target.numpy())
+    _, summary = independent_gzs3(preds, targets, VOC_SPLIT.seen_ids, VOC_SPLIT.unseen_ids)
+    assert result.num_images == 2
+    for key, value in summary.items():
+        assert result.summary[key] == pytest.approx(value)
+    at_crop = evaluate_model(model, build_run_config(tiny_config(voc_root, tmp_path)), progress=False,
+                             images=range(1, 3))
+    assert at_crop.summary != result.summary      # 32 and 48 are different views
+
+
+def test_a_shipped_config_states_its_serving_size(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("ship_config", REPO_ROOT / "scripts" / "ship_config.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    source = (REPO_ROOT / "config" / "models" / "ldvc_synthetic.yaml").read_text()
+    shipped = yaml.safe_load(ship.ship_config(source, "clip.safetensors", "ldvc.safetensors", input_size=192))
+    assert shipped["model"]["input_size"] == 192 and shipped["data"]["crop_size"] == 128
+    assert shipped["model"]["checkpoint"] == "ldvc.safetensors"
+    plain = yaml.safe_load(ship.ship_config(source, "clip.safetensors", "ldvc.safetensors"))
+    assert plain["model"]["input_size"] == 128
