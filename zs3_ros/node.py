@@ -47,6 +47,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header
 
 from zs3_core import visualize
+from zs3_core.backends import BackendError
 from zs3_core.bags.output_fields import label_info_fields, prompt_fields, segmentation_info_fields
 from zs3_core.config import load_model_config
 from zs3_core.prompt_templates import describe_templates
@@ -408,14 +409,16 @@ def _describe_vocabulary(response: VocabularyReply, vocabulary: EncodedVocabular
 def _check_batch(segmenter: Segmenter, cfg: NodeConfig) -> None:
     """ConfigError at start-up when the backend cannot take the node's batch (an ONNX graph
     or TensorRT engine built for fewer frames than the cameras configured)."""
-    served = getattr(segmenter.backend, "max_batch", None)
     wanted = cfg.frames_per_batch
-    if served is not None and wanted > served:
+    try:
+        segmenter.check_batch_size(wanted)     # the one rule, as segment_batch applies it
+    except BackendError:
+        served = segmenter.backend.max_batch
         raise ConfigError(
             f"{len(cfg.camera_names)} cameras are segmented {wanted} frames per model call, but the "
             f"{segmenter.backend_name} backend was built for at most {served} frame(s) per call; set batch_size "
             f"to {served} (cameras take turns), or export the model with a batch of {wanted} "
-            f"(zs3 export --max-batch {wanted}; ONNX graphs from zs3 export take any batch)")
+            f"(zs3 export --max-batch {wanted}; ONNX graphs from zs3 export take any batch)") from None
 
 
 def _weights_note(segmenter: Segmenter, cfg: NodeConfig) -> str:
