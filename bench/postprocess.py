@@ -1,7 +1,8 @@
-"""Postprocess side by side: candidate classes per grid cell against the literal (C, H, W) method.
+"""Postprocess side by side: an exact method against the literal (C, H, W) one, in one run.
 
     python bench/postprocess.py [--frames 2] [--sizes 640x480,1280x720,1920x1080]
                                 [--classes 6,20,171,1024] [--reference-limit-gb 3] [--threads 1]
+                                [--device cpu|cuda] [--method candidate|chunked|auto]
 
 Probabilities come from the shipped default model (checkpoints/synthetic, LDVC) on synthetic
 scenes resized to each frame size, with vocabularies of the world's class names plus extra
@@ -10,12 +11,14 @@ on the same probabilities, interleaved frame by frame: median time per frame, pe
 growth during the call (RSS high-water mark on CPU, allocator peak on CUDA), label agreement
 (share of pixels equal) and the largest confidence difference. The literal method is skipped
 where its (C, H, W) tensor would exceed --reference-limit-gb; agreement is then measured
-against the same argmax computed class chunk by class chunk (identical values, first maximum).
+against `postprocess_chunked` (the same values class chunk by class chunk, first maximum).
 
-"new" is the candidate method forced for every vocabulary (``literal_up_to=0``); `postprocess`
-itself hands problems of at most LITERAL_UP_TO classes x pixels to the literal method. Both run
-with --threads torch threads (default 1: on a busy 2-core machine the thread pool's hand-offs
-dominate the candidate method's many small steps; the literal one is mostly one big kernel).
+"new" is --method forced for every cell: "candidate" (default; candidate classes per grid
+cell, proved per pixel), "chunked" (the literal method a class chunk at a time, a GPU's
+choice) or "auto" (what `postprocess` picks: `choose_method`, which also hands problems of at
+most LITERAL_UP_TO classes x pixels to the literal method). Both run with --threads torch
+threads (default 1: on a busy 2-core machine the thread pool's hand-offs dominate the
+candidate method's many small steps; the literal one is mostly one big kernel).
 
 Targets: at 1920x1080 the 171-class postprocess <= 1.5x the 6-class one, and >= 10x faster
 than the literal method; labels identical (agreement 1.0).
@@ -31,13 +34,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from zs3_core import Segmenter  # noqa: E402
-from zs3_core.postprocess import LITERAL_UP_TO, postprocess, postprocess_literal  # noqa: E402
+from zs3_core.postprocess import LITERAL_UP_TO, choose_method, postprocess, postprocess_chunked, postprocess_literal  # noqa: E402
 from zs3_core.preprocess import to_model_input  # noqa: E402
 from zs3_core.synthetic import SyntheticWorld  # noqa: E402
 from zs3_core.synthetic.vocabularies import sized_vocabulary  # noqa: E402
@@ -69,27 +71,6 @@ def measured(fn, device: str):
     return result, ms, peak
 
 
-def chunked_reference_labels(probs: torch.Tensor, height: int, width: int, threshold: float,
-                             unlabeled: int, chunk: int = 32) -> np.ndarray:
-    """The literal method's labels without its (C, H, W) tensor: per class chunk, the same
-    F.interpolate values; a later chunk wins only by a strictly larger value (first maximum);
-    then the unlabeled threshold on the winner's value, clamped to [0, 1] as the methods do."""
-    best = labels = None
-    for c0 in range(0, probs.shape[1], chunk):
-        up = F.interpolate(probs[:, c0:c0 + chunk].float(), size=(height, width), mode="bilinear",
-                           align_corners=False)[0]
-        value, index = up.max(dim=0)
-        if best is None:
-            best, labels = value, index
-        else:
-            better = value > best
-            best = torch.where(better, value, best)
-            labels = torch.where(better, index + c0, labels)
-    if threshold > 0:
-        labels = labels.masked_fill(best.clamp(0.0, 1.0) < threshold, unlabeled)
-    return labels.cpu().numpy()
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=2, help="scenes per cell (after one warm-up call)")
@@ -99,6 +80,8 @@ def main(argv=None) -> int:
                         help="skip the literal method where C*H*W*4 bytes exceed this")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both methods")
+    parser.add_argument("--method", default="candidate", choices=["candidate", "chunked", "auto"],
+                        help="the \"new\" column: a method forced for every cell, or auto (what `postprocess` picks)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -118,7 +101,8 @@ def main(argv=None) -> int:
                 x = to_model_input(frame, seg.config.input_size, seg.config.pixel_mean, seg.config.pixel_std)
                 with torch.inference_mode():
                     probs = seg.backend(x.to(args.device), vocab.embeddings.to(args.device))
-                new, ms, peak = measured(lambda: postprocess(probs, height, width, threshold, literal_up_to=0),
+                grid = tuple(probs.shape[-2:])
+                new, ms, peak = measured(lambda: postprocess(probs, height, width, threshold, method=args.method),
                                          args.device)
                 if i:
                     times_new.append(ms)
@@ -131,8 +115,8 @@ def main(argv=None) -> int:
                         times_old.append(ms)
                         peaks_old.append(peak)
                 else:
-                    reference_labels = chunked_reference_labels(probs, height, width, threshold, new[4])
-                    reference_conf = None
+                    reference = postprocess_chunked(probs, height, width, threshold)
+                    reference_labels, reference_conf = reference[0], reference[1]
                 if i:
                     agree.append(float((new[0] == reference_labels).mean()))
                     if reference_conf is not None:
@@ -147,7 +131,8 @@ def main(argv=None) -> int:
             print(f"{r[0]:>10} {r[1]:5d} classes: new {r[2]:8.1f} ms, literal {r[3]:8.1f} ms "
                   f"({r[4]:5.1f}x), peak {r[5]:7.1f} / {r[6]:7.1f} MiB, agreement {r[7]:.6f}", flush=True)
 
-    print(f"\nPostprocess per frame, shipped LDVC model, {seg.backend_name}, {args.threads} torch thread(s), "
+    print(f"\nPostprocess per frame, new = {args.method} method, shipped LDVC model, {seg.backend_name}, "
+          f"{args.threads} torch thread(s), "
           f"median of {args.frames} frames; `postprocess` hands up to {LITERAL_UP_TO:,} classes x pixels to the "
           f"literal method\n")
     print("| frame | classes | new (ms) | literal (ms) | speed-up | new peak (MiB) | literal peak (MiB) "
@@ -163,9 +148,9 @@ def main(argv=None) -> int:
     if key171 in new_ms and key6 in new_ms:
         print(f"\n1920x1080, new method: 171 classes / 6 classes = "
               f"{new_ms[key171][0] / new_ms[key6][0]:.2f}x (target <= 1.5x)")
-        literal6 = 6 * 1920 * 1080 <= LITERAL_UP_TO
-        six = new_ms[key6][1] if literal6 else new_ms[key6][0]                 # what `postprocess` runs
-        print(f"1920x1080, as dispatched (6 classes by the {'literal' if literal6 else 'new'} method): "
+        six_by = choose_method(6, grid, 1080, 1920, torch.device(args.device))
+        six = new_ms[key6][1] if six_by == "literal" else new_ms[key6][0]      # what `postprocess` runs
+        print(f"1920x1080, as dispatched (6 classes by the {six_by} method): "
               f"171 classes / 6 classes = {new_ms[key171][0] / six:.2f}x")
         print(f"1920x1080, 171 classes: literal / new = "
               f"{new_ms[key171][1] / new_ms[key171][0]:.1f}x faster (target >= 10x)")

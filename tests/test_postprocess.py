@@ -1,15 +1,15 @@
 """The candidate postprocess gives the literal method's exact labels: upsample-then-argmax
 (`postprocess_literal`) is the oracle, on the shipped model's outputs (probabilities rounded
 to bf16 and saturated at 1 for names it was not trained on: many exact ties) and on
-constructed ties and thresholds. `literal_up_to=0` makes every vocabulary take the candidate
-method, which small ones would otherwise skip."""
+constructed ties and thresholds. `method="candidate"` makes every vocabulary take the candidate
+method, which small ones would otherwise skip; the chunked method (a GPU's) is checked alike."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from zs3_core import Segmenter
-from zs3_core.postprocess import axis_weights, postprocess, postprocess_literal
+from zs3_core.postprocess import axis_weights, choose_method, postprocess, postprocess_chunked, postprocess_literal
 from zs3_core.preprocess import to_model_input
 from zs3_core.synthetic import SyntheticWorld
 from zs3_core.synthetic.vocabularies import sized_vocabulary
@@ -30,7 +30,7 @@ def trained_probabilities(shipped, num_classes: int, scene: int) -> torch.Tensor
 
 
 def assert_same_as_reference(probs, height, width, threshold):
-    new = postprocess(probs, height, width, threshold, literal_up_to=0)
+    new = postprocess(probs, height, width, threshold, method="candidate")
     old = postprocess_literal(probs, height, width, threshold)
     np.testing.assert_array_equal(new[0], old[0])
     assert new[0].dtype == old[0].dtype and new[4] == old[4]
@@ -98,12 +98,46 @@ def test_axis_weights_reproduce_the_interpolation_kernel():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_on_cuda_labels_match_and_only_results_come_back(shipped):
+@pytest.mark.parametrize("method", ["candidate", "chunked", "auto"])
+def test_on_cuda_labels_match_and_only_results_come_back(shipped, method):
     probs = trained_probabilities(shipped, 171, 0).cuda()
-    new = postprocess(probs, 1080, 1920, 0.0, literal_up_to=0)
+    new = postprocess(probs, 1080, 1920, 0.0, method=method)
     old = postprocess_literal(probs, 1080, 1920, 0.0)
     np.testing.assert_array_equal(new[0], old[0])
+    np.testing.assert_allclose(new[1], old[1], rtol=0, atol=1e-6)
     assert isinstance(new[0], np.ndarray) and isinstance(new[1], np.ndarray)
+
+
+@pytest.mark.parametrize("num_classes,height,width,threshold", [
+    (6, 480, 640, 0.0), (171, 240, 320, 0.0), (36, 200, 300, 0.5), (300, 120, 160, 0.5)])
+def test_the_chunked_method_gives_the_literal_labels_and_confidence(shipped, num_classes, height, width, threshold):
+    """A chunk of 3 frames' worth of values: many chunks, so pixels change hands between them."""
+    probs = trained_probabilities(shipped, num_classes, 1)
+    new = postprocess_chunked(probs, height, width, threshold, chunk_elements=3 * height * width)
+    old = postprocess_literal(probs, height, width, threshold)
+    np.testing.assert_array_equal(new[0], old[0])
+    np.testing.assert_array_equal(new[1], old[1])
+    np.testing.assert_array_equal(new[2], old[2])
+    assert new[4] == old[4]
+
+
+def test_ties_across_chunks_go_to_the_lowest_class_id():
+    probs = torch.full((1, 7, 4, 4), 0.25)
+    probs[0, 5] = 0.5
+    probs[0, 2] = 0.5                 # ties class 5, in an earlier chunk
+    labels = postprocess_chunked(probs, 9, 9, 0.0, chunk_elements=2 * 81)[0]
+    assert (labels == 2).all()
+
+
+def test_the_method_is_chosen_by_problem_size_and_device():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert choose_method(6, (12, 12), 480, 640, cpu) == "literal"           # small
+    assert choose_method(171, (12, 12), 12, 12, cpu) == "literal"           # grid-sized frame
+    assert choose_method(171, (12, 12), 1080, 1920, cpu) == "candidate"
+    assert choose_method(171, (12, 12), 1080, 1920, gpu) == "chunked"
+    assert choose_method(1024, (12, 12), 1080, 1920, gpu) == "chunked"
+    with pytest.raises(ValueError, match="method"):
+        postprocess(torch.rand(1, 3, 4, 4), 9, 9, 0.0, method="fastest")
 
 
 def test_small_vocabularies_and_grid_sized_frames_take_the_literal_method(shipped):

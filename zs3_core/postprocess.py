@@ -39,7 +39,14 @@ Confidence equals the literal method's within a few units in the last place (< 1
 Small problems (classes × pixels up to `LITERAL_UP_TO`) and frames the size of the grid take
 the literal method, which is as fast there (bench/postprocess.py).
 
-The same torch code runs on the device the probabilities are on; only the labels (uint8 or
+On a GPU the candidate method's many small steps cost more in kernel launches and host
+round trips than they save (an H200 took 124 ms for 171 classes at 1920×1080, the literal
+method 25-29 ms), while upsampling is bound by memory bandwidth. There `postprocess` runs the
+literal method a chunk of classes at a time (`postprocess_chunked`): the same values and
+labels, memory bounded by one chunk (an H200: 29 ms at 171 classes, 39 ms at 1,024, 200 MiB
+at most). `choose_method` holds the rule.
+
+Every method runs on the device the probabilities are on; only the labels (uint8 or
 uint16) and the confidence image come back to the host, where the per-class summaries are
 counted.
 
@@ -62,6 +69,7 @@ UNLABELED_MONO16 = 65535
 
 PROOF_MARGIN = 2.0 ** -18      # relative lead a label needs to be proved (see the module docstring)
 LITERAL_UP_TO = 6_000_000      # classes × pixels up to which the literal method is as fast (bench/postprocess.py)
+GPU_CHUNK_ELEMENTS = 1 << 25   # values per class chunk of `postprocess_chunked` (128 MiB of float32)
 CHUNK_ELEMENTS = 1 << 22       # largest per-pixel × per-class work tensor (16 MiB of float32)
 _VECTOR_SPAN = 64              # columns: a multiple of the vector widths of the kernel's row loop
 BEATERS = 8                    # top classes per corner every class is first compared with (a pre-filter)
@@ -103,18 +111,35 @@ def axis_weights(n_in: int, n_out: int, device) -> Axis:
     return Axis(i0, i1, w0, w1)
 
 
-def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float,
-                literal_up_to: int = LITERAL_UP_TO):
+def choose_method(num_classes: int, grid: tuple[int, int], height: int, width: int,
+                  device: torch.device) -> str:
+    """Which exact method `postprocess` runs: "literal" for small problems (classes × pixels up
+    to `LITERAL_UP_TO`, a (C, H, W) tensor of 24 MB) and frames the size of the grid, where it
+    is as fast; "chunked" on a GPU, where upsampling is bound by memory bandwidth and beats the
+    candidate method's many small steps at every vocabulary size measured (up to the 1,024-class
+    limit); else (a CPU) "candidate"."""
+    if num_classes * height * width <= LITERAL_UP_TO or tuple(grid) == (height, width):
+        return "literal"
+    return "chunked" if torch.device(device).type == "cuda" else "candidate"
+
+
+def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float, method: str = "auto"):
     """(1, C, h, w) probabilities → (labels, confidence, class_confidence, class_fraction,
     unlabeled_value) at height × width, equal to `postprocess_literal`'s; see the module
     docstring. Labels are uint8 numpy (uint16 above 255 classes), unlabeled where the
     confidence is below `threshold` (when > 0); class summaries count the labelled pixels.
-    Up to `literal_up_to` classes × pixels (a (C, H, W) tensor of 24 MB) the literal method
-    runs instead: as fast there, measured by bench/postprocess.py."""
+    `method` "auto" lets `choose_method` pick; "literal", "chunked" or "candidate" force one
+    (tests and bench/postprocess.py compare them)."""
     p = probs[0].float()
     num_classes, h, w = p.shape
-    if num_classes * height * width <= literal_up_to or (h, w) == (height, width):
+    if method == "auto":
+        method = choose_method(num_classes, (h, w), height, width, p.device)
+    if method == "literal" or (h, w) == (height, width):
         return postprocess_literal(probs, height, width, threshold)
+    if method == "chunked":
+        return postprocess_chunked(probs, height, width, threshold)
+    if method != "candidate":
+        raise ValueError(f"postprocess method {method!r}: choose auto, literal, chunked or candidate")
     rows, cols = axis_weights(h, height, p.device), axis_weights(w, width, p.device)
     labels, confidence = _label_bounded(p, rows, cols, threshold)
     return _finish(labels, confidence, num_classes, threshold)
@@ -126,6 +151,29 @@ def postprocess_literal(probs: torch.Tensor, height: int, width: int, threshold:
     num_classes = probs.shape[1]
     confidence, labels = upsample_probabilities(probs.float(), height, width).max(dim=0)
     return _finish(labels, confidence, num_classes, threshold)
+
+
+def postprocess_chunked(probs: torch.Tensor, height: int, width: int, threshold: float,
+                        chunk_elements: int = GPU_CHUNK_ELEMENTS):
+    """The literal method a chunk of classes at a time: the kernel computes each class map on
+    its own, so every value is the literal one; a later chunk takes a pixel only with a
+    strictly larger value (the argmax's first maximum). Labels and confidence are therefore the
+    literal method's, while memory holds one chunk of at most `chunk_elements` values plus the
+    running maximum, whatever the class count. Time stays classes × pixels: the method for a
+    GPU, whose memory bandwidth makes that cheap (bench/postprocess.py --device cuda)."""
+    p = probs.float()
+    num_classes = p.shape[1]
+    chunk = max(1, chunk_elements // (height * width))
+    best = labels = None
+    for c0 in range(0, num_classes, chunk):
+        value, index = upsample_probabilities(p[:, c0:c0 + chunk], height, width).max(dim=0)
+        if best is None:
+            best, labels = value, index
+        else:
+            better = value > best
+            best = torch.where(better, value, best)
+            labels = torch.where(better, index + c0, labels)
+    return _finish(labels, best, num_classes, threshold)
 
 
 class _Cells(NamedTuple):
