@@ -18,6 +18,7 @@ from zs3_core.config import REPO_ROOT
 from zs3_core.models import build_model
 from zs3_core.model_checkpoint import load_model_checkpoint
 from zs3_core.synthetic import SyntheticWorld
+from zs3_core.synthetic.vocabularies import sized_vocabulary
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -42,8 +43,9 @@ def cpu_fp32(vocabulary):
     return seg
 
 
-def camera_frames(world, count: int, size=(640, 480)) -> list[np.ndarray]:
-    return [cv2.resize(world.scene(i).image, size, interpolation=cv2.INTER_LINEAR) for i in range(count)]
+def camera_frame(world, index: int, size=(640, 480)) -> np.ndarray:
+    """Scene `index` as a camera frame of `size` (width, height)."""
+    return cv2.resize(world.scene(index).image, size, interpolation=cv2.INTER_LINEAR)
 
 
 def label_agreement(a, b) -> float:
@@ -56,7 +58,7 @@ def test_the_shipped_model_on_cuda_labels_like_cpu_fp32(world, vocabulary, cpu_f
     as the backends' target (>= 99 %), and fp32 on CUDA differs only by TF32 convolutions."""
     gpu = Segmenter.from_config(backend="torch", device="cuda", precision=precision)
     gpu.set_vocabulary(vocabulary)
-    frames = camera_frames(world, 4)
+    frames = [camera_frame(world, i) for i in range(4)]
     on_gpu = [gpu.segment(f) for f in frames]
     on_cpu = [cpu_fp32.segment(f) for f in frames]
     agreement = label_agreement(on_gpu, on_cpu)
@@ -73,8 +75,8 @@ def test_the_shipped_model_on_cuda_labels_like_cpu_fp32(world, vocabulary, cpu_f
 def test_a_batch_on_cuda_labels_like_frame_by_frame(world, vocabulary):
     gpu = Segmenter.from_config(backend="torch", device="cuda", precision="fp16", max_batch=3)
     gpu.set_vocabulary(vocabulary)
-    frames = [camera_frames(world, 1, (640, 480))[0], camera_frames(world, 2, (1280, 720))[1],
-              camera_frames(world, 3, (320, 240))[2]]
+    frames = [camera_frame(world, 0, (640, 480)), camera_frame(world, 1, (1280, 720)),
+              camera_frame(world, 2, (320, 240))]
     batched = gpu.segment_batch(frames)
     single = [gpu.segment(f) for f in frames]
     assert [r.labels.shape for r in batched] == [f.shape[:2] for f in frames]
@@ -85,10 +87,9 @@ def test_a_batch_on_cuda_labels_like_frame_by_frame(world, vocabulary):
 def test_a_large_vocabulary_at_1080p_postprocesses_on_the_gpu(world, cpu_fp32):
     """171 classes at 1920x1080: the candidate postprocess runs on the device (its (C, H, W)
     literal twin would be 1.4 GB) and returns host arrays that match the CPU's labels."""
-    from zs3_core.synthetic.vocabularies import sized_vocabulary
     names = sized_vocabulary(171, world.class_names)
     gpu = Segmenter.from_config(backend="torch", device="cuda", precision="fp32")
-    frame = camera_frames(world, 1, (1920, 1080))[0]
+    frame = camera_frame(world, 0, (1920, 1080))
     on_gpu = gpu.segment(frame, gpu.encode_vocabulary(names))
     on_cpu = cpu_fp32.segment(frame, cpu_fp32.encode_vocabulary(names))
     assert on_gpu.labels.shape == (1080, 1920) and isinstance(on_gpu.labels, np.ndarray)

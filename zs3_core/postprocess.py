@@ -130,6 +130,8 @@ def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float, 
     confidence is below `threshold` (when > 0); class summaries count the labelled pixels.
     `method` "auto" lets `choose_method` pick; "literal", "chunked" or "candidate" force one
     (tests and bench/postprocess.py compare them)."""
+    if method not in ("auto", "literal", "chunked", "candidate"):
+        raise ValueError(f"postprocess method {method!r}: choose auto, literal, chunked or candidate")
     p = probs[0].float()
     num_classes, h, w = p.shape
     if method == "auto":
@@ -138,8 +140,6 @@ def postprocess(probs: torch.Tensor, height: int, width: int, threshold: float, 
         return postprocess_literal(probs, height, width, threshold)
     if method == "chunked":
         return postprocess_chunked(probs, height, width, threshold)
-    if method != "candidate":
-        raise ValueError(f"postprocess method {method!r}: choose auto, literal, chunked or candidate")
     rows, cols = axis_weights(h, height, p.device), axis_weights(w, width, p.device)
     labels, confidence = _label_bounded(p, rows, cols, threshold)
     return _finish(labels, confidence, num_classes, threshold)
